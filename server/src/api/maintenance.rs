@@ -1,0 +1,79 @@
+//! The Maintenance service: Status (what `etcdctl endpoint status` shows). Alarm, Defragment,
+//! Hash, HashKV, Snapshot and MoveLeader are not built yet and answer UNIMPLEMENTED.
+//!
+//! Status.version reports the etcd API version Setpoint is compatible with, because clients
+//! gate features on it; Setpoint's own version is in `setpoint --version` and the logs.
+
+use setpoint_proto::etcdserverpb::maintenance_server::Maintenance;
+use setpoint_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
+    HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::Ctx;
+use crate::storage::Engine;
+
+/// The etcd version Setpoint answers as.
+pub const ETCD_COMPATIBLE_VERSION: &str = "3.5.0";
+
+pub struct MaintenanceService {
+    ctx: Ctx,
+}
+
+impl MaintenanceService {
+    pub fn new(ctx: Ctx) -> Self {
+        MaintenanceService { ctx }
+    }
+}
+
+type SnapshotStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        Err(Status::unimplemented("alarm is not built yet"))
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let st = self.ctx.node.status();
+        let db_size = self.ctx.engine.size_on_disk() as i64;
+        Ok(Response::new(StatusResponse {
+            header: Some(self.ctx.node.header(self.ctx.kv.current_revision())),
+            version: ETCD_COMPATIBLE_VERSION.to_string(),
+            db_size,
+            leader: st.leader.unwrap_or(0),
+            raft_index: st.last_log_index,
+            raft_term: st.term,
+            raft_applied_index: st.applied_index,
+            errors: Vec::new(),
+            db_size_in_use: db_size,
+            is_learner: false,
+            ..Default::default()
+        }))
+    }
+
+    async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        Err(Status::unimplemented("defragment is not built yet"))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Err(Status::unimplemented("hash is not built yet"))
+    }
+
+    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        Err(Status::unimplemented("hashkv is not built yet"))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented("snapshot is not built yet"))
+    }
+
+    async fn move_leader(&self, _: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(Status::unimplemented("move leader is not built yet"))
+    }
+}

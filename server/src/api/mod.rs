@@ -1,0 +1,30 @@
+//! The client-facing gRPC services, one per file, as etcd's v3 API defines them.
+//!
+//! Each service validates a request (`validate`), turns writes into Raft commands and waits
+//! for their applied result, serves reads from the local MVCC store after a read-index point
+//! (or at once when serializable), and fills etcd's response header. Services not built yet
+//! are simply not registered: tonic answers UNIMPLEMENTED for them, as a client expects.
+
+pub mod cluster;
+pub mod kv;
+pub mod maintenance;
+pub mod validate;
+
+use std::sync::Arc;
+
+use crate::apply::{Applier, Compactor};
+use crate::mvcc::KvStore;
+use crate::raft::RaftNode;
+use crate::storage::RocksEngine;
+
+/// What every service needs; cheap to clone.
+#[derive(Clone)]
+pub struct Ctx {
+    pub node: Arc<RaftNode>,
+    pub kv: Arc<KvStore<RocksEngine>>,
+    pub applier: Arc<Applier<RocksEngine>>,
+    pub engine: Arc<RocksEngine>,
+    pub compactor: Compactor,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}

@@ -1,0 +1,274 @@
+//! A write transaction: etcd's put / delete-range semantics at one new revision.
+//!
+//! A [`WriteTxn`] begins at the store's latest revision `R` and, if it changes anything, will
+//! be revision `R + 1`; its changes get sub-revisions 0, 1, … in order. Changes are kept in
+//! the transaction (an overlay that its own reads see, as etcd's reads inside a txn see its
+//! earlier writes) until [`WriteTxn::into_batch`] appends them, with the new current
+//! revision, to the caller's storage batch. The store's revision advances only when the
+//! caller, after that batch is durable, hands the returned [`PublishToken`] to
+//! [`KvStore::publish`]; until then readers keep seeing `R`. Transactions are serialized: a
+//! second one waits until the first is turned into a batch or dropped.
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+
+use setpoint_proto::etcdserverpb::RangeRequest;
+use setpoint_proto::mvccpb::{event::EventType, Event, KeyValue};
+
+use super::error::{MvccError, Result};
+use super::key_codec::{
+    decode_user_key, decode_value, encode_put_value, encode_user_key, escaped_key_end, kv_key,
+    kv_seek_key, rev_value, split_kv_key, tombstone_value, REV_DELETE, REV_PUT,
+};
+use super::kvstore::{KvStore, Shared, META_CURRENT_REVISION};
+use super::range::{self, KeyRange, Overlay, RangeOutput};
+use super::revision::Revision;
+use crate::storage::{Cf, Engine, ReadView, WriteBatch};
+
+/// A write transaction on a [`KvStore`]; see the module documentation.
+pub struct WriteTxn<'a, E: Engine> {
+    store: &'a KvStore<E>,
+    _serial: MutexGuard<'a, ()>,
+    /// The revision the transaction starts from.
+    base: i64,
+    overlay: Overlay,
+    batch: WriteBatch,
+    changes: Vec<Event>,
+}
+
+impl<'a, E: Engine> WriteTxn<'a, E> {
+    pub(super) fn new(store: &'a KvStore<E>, serial: MutexGuard<'a, ()>) -> Self {
+        let base = store.shared.written.load(Ordering::SeqCst);
+        WriteTxn {
+            store,
+            _serial: serial,
+            base,
+            overlay: Overlay::new(),
+            batch: WriteBatch::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// The revision this transaction has if it changes anything (begin + 1), else the one it
+    /// began at — the revision its reads see and etcd reports in its header.
+    pub fn revision(&self) -> i64 {
+        if self.changes.is_empty() {
+            self.base
+        } else {
+            self.base + 1
+        }
+    }
+
+    /// The revision the transaction began at.
+    pub fn begin_revision(&self) -> i64 {
+        self.base
+    }
+
+    /// The events this transaction produced so far, in sub-revision order (puts carry the new
+    /// key-value; deletes carry the key and the deleting revision, as etcd's events do).
+    pub fn changes(&self) -> &[Event] {
+        &self.changes
+    }
+
+    /// A range read that sees this transaction's own earlier changes (at revision 0 or at
+    /// [`WriteTxn::revision`]); an explicit older revision reads history.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeOutput> {
+        let view_rev = self.revision();
+        let rev = if req.revision > view_rev {
+            return Err(MvccError::FutureRevision);
+        } else if req.revision <= 0 {
+            view_rev
+        } else {
+            req.revision
+        };
+        if rev < self.store.compact_revision() {
+            return Err(MvccError::Compacted);
+        }
+        let engine = self.store.engine.as_ref();
+        if rev > self.base {
+            range::execute(engine, req, self.base, view_rev, Some(&self.overlay))
+        } else {
+            range::execute(engine, req, rev, view_rev, None)
+        }
+    }
+
+    /// The key's current key-value as this transaction sees it.
+    fn latest(&self, enc: &[u8]) -> Result<Option<KeyValue>> {
+        if let Some(v) = self.overlay.get(enc) {
+            return Ok(v.clone());
+        }
+        let engine = self.store.engine.as_ref();
+        let end = escaped_key_end(enc);
+        let mut cursor = engine.cursor(Cf::Kv, Some(&kv_seek_key(enc, self.base)), Some(&end))?;
+        if !cursor.seek_to_first()? {
+            return Ok(None);
+        }
+        let (found, _) = split_kv_key(cursor.key())?;
+        if found != enc {
+            return Err(MvccError::Corrupt("kv cursor left its bounds".into()));
+        }
+        decode_value(&decode_user_key(enc)?, cursor.value())
+    }
+
+    fn next_revision(&self) -> Revision {
+        Revision::new(self.base + 1, self.changes.len() as i64)
+    }
+
+    /// Puts `key`. `ignore_value` / `ignore_lease` keep the key's current value / lease (and
+    /// fail with `KeyNotFound` if the key does not exist). Returns the previous key-value.
+    /// The creation revision survives updates and the version counts up from 1; a put after
+    /// a delete starts a new generation.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+        ignore_value: bool,
+        ignore_lease: bool,
+    ) -> Result<Option<KeyValue>> {
+        let enc = encode_user_key(key);
+        let prev = self.latest(&enc)?;
+        if (ignore_value || ignore_lease) && prev.is_none() {
+            return Err(MvccError::KeyNotFound);
+        }
+        let rev = self.next_revision();
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            mod_revision: rev.main,
+            version: prev.as_ref().map_or(0, |p| p.version) + 1,
+            value: match (&prev, ignore_value) {
+                (Some(p), true) => p.value.clone(),
+                _ => value.to_vec(),
+            },
+            lease: match (&prev, ignore_lease) {
+                (Some(p), true) => p.lease,
+                _ => lease,
+            },
+        };
+        self.batch
+            .put(Cf::Kv, kv_key(&enc, rev), encode_put_value(&kv));
+        self.batch
+            .put(Cf::Rev, rev.to_bytes(), rev_value(REV_PUT, key));
+        self.changes.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv.clone()),
+            prev_kv: None,
+        });
+        self.overlay.insert(enc, Some(kv));
+        Ok(prev)
+    }
+
+    /// Deletes every live key in etcd's range `[key, range_end)` (empty `range_end`: just
+    /// `key`; `"\0"`: every key `>= key`) by writing tombstones. Returns the deleted key-values;
+    /// deleting nothing changes nothing.
+    pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+        let Some(range) = KeyRange::new(key, range_end) else {
+            return Ok(Vec::new());
+        };
+        let overlay = (!self.overlay.is_empty()).then_some(&self.overlay);
+        let (doomed, _) = range::collect(
+            self.store.engine.as_ref(),
+            &range,
+            self.base,
+            overlay,
+            usize::MAX,
+            false,
+        )?;
+        for kv in &doomed {
+            let rev = self.next_revision();
+            let enc = encode_user_key(&kv.key);
+            self.batch
+                .put(Cf::Kv, kv_key(&enc, rev), tombstone_value().to_vec());
+            self.batch
+                .put(Cf::Rev, rev.to_bytes(), rev_value(REV_DELETE, &kv.key));
+            self.changes.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(KeyValue {
+                    key: kv.key.clone(),
+                    mod_revision: rev.main,
+                    ..Default::default()
+                }),
+                prev_kv: None,
+            });
+            self.overlay.insert(enc, None);
+        }
+        Ok(doomed)
+    }
+
+    /// Appends this transaction's changes and the new current revision to `batch` and ends
+    /// it. Returns the revision the store has once `batch` is written (unchanged if nothing
+    /// changed) and the token to [`KvStore::publish`] after the write succeeded. Dropping the
+    /// token instead (the write failed) lets the next transaction reuse the revision.
+    pub fn into_batch(mut self, batch: &mut WriteBatch) -> (i64, PublishToken<E>) {
+        if self.changes.is_empty() {
+            return (
+                self.base,
+                PublishToken::new(self.store.shared.clone(), self.base, false),
+            );
+        }
+        let new_rev = self.base + 1;
+        batch.append(&mut self.batch);
+        batch.put(Cf::Meta, META_CURRENT_REVISION, new_rev.to_be_bytes());
+        self.store.shared.written.store(new_rev, Ordering::SeqCst);
+        (
+            new_rev,
+            PublishToken::new(self.store.shared.clone(), new_rev, true),
+        )
+    }
+}
+
+/// Proof that a transaction's batch was handed out; give it to [`KvStore::publish`] once the
+/// batch is durable. If dropped unpublished, the revision it reserved is released.
+#[must_use = "publish the token after the batch is written, or the store's revision never advances"]
+pub struct PublishToken<E> {
+    shared: Arc<Shared>,
+    revision: i64,
+    pending: bool,
+    _engine: PhantomData<fn() -> E>,
+}
+
+impl<E> PublishToken<E> {
+    fn new(shared: Arc<Shared>, revision: i64, pending: bool) -> Self {
+        PublishToken {
+            shared,
+            revision,
+            pending,
+            _engine: PhantomData,
+        }
+    }
+
+    /// The revision the store has once this token is published.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    pub(super) fn publish(mut self) {
+        if self.pending {
+            self.shared
+                .current
+                .fetch_max(self.revision, Ordering::SeqCst);
+            self.pending = false;
+        }
+    }
+}
+
+impl<E> Drop for PublishToken<E> {
+    fn drop(&mut self) {
+        if self.pending {
+            let current = self.shared.current.load(Ordering::SeqCst);
+            // Release the reserved revision unless a later transaction already built on it.
+            let _ = self.shared.written.compare_exchange(
+                self.revision,
+                current,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            tracing::warn!(
+                revision = self.revision,
+                "mvcc write dropped without being published"
+            );
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! openraft's storage conformance suite run against our log store and state machine, on the
+//! real RocksDB engine in a temporary directory. Test-only.
+
+use std::sync::Arc;
+
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
+use openraft::StorageError;
+
+use super::log_store::LogStore;
+use super::state_machine::StateMachine;
+use super::types::TypeConfig;
+use crate::apply::{Applier, Compactor};
+use crate::mvcc::KvStore;
+use crate::storage::RocksEngine;
+
+struct RocksBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore<RocksEngine>, StateMachine<RocksEngine>, tempfile::TempDir> for RocksBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore<RocksEngine>, StateMachine<RocksEngine>), StorageError<TypeConfig>> {
+        let err = |e: &dyn std::fmt::Display| StorageError::write(TypeConfig::err_from_string(e.to_string()));
+        let dir = tempfile::tempdir().map_err(|e| err(&e))?;
+        let engine = Arc::new(RocksEngine::open(&dir.path().join("db")).map_err(|e| err(&e))?);
+        let kv = Arc::new(KvStore::open(engine.clone()).map_err(|e| err(&e))?);
+        let compactor = Compactor::start(kv.clone()).map_err(|e| err(&e))?;
+        let applier = Arc::new(Applier::new(engine.clone(), kv, compactor));
+        let log = LogStore::new(engine.clone()).map_err(|e| err(&e))?;
+        let sm = StateMachine::new(engine, applier, dir.path().join("snapshot.bin"));
+        Ok((dir, log, sm))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_conformance_suite_passes() -> Result<(), StorageError<TypeConfig>> {
+    Suite::test_all(RocksBuilder).await
+}

@@ -1,0 +1,193 @@
+//! The Raft log and vote, kept in the storage engine, with group commit.
+//!
+//! Entries are written to `Cf::RaftLog` (key: index, big-endian) without waiting for the disk;
+//! a single syncer thread then makes them durable, and one WAL fsync completes every append
+//! that queued up while the previous fsync ran — many concurrent client writes share one
+//! fsync. openraft is told an append is flushed only after that fsync, so nothing is
+//! acknowledged before it is on disk. The vote is written synchronously. This module knows
+//! nothing of what the entries mean.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+
+use super::types::{Entry, LogId, TypeConfig, Vote};
+use crate::storage::{Cf, Engine, WriteBatch};
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_PURGED: &[u8] = b"last_purged";
+const KEY_COMMITTED: &[u8] = b"committed";
+
+/// The log store handed to openraft; cheap to clone (it is also its own reader).
+pub struct LogStore<E: Engine> {
+    engine: Arc<E>,
+    syncer: mpsc::Sender<IOFlushed<TypeConfig>>,
+}
+
+impl<E: Engine> Clone for LogStore<E> {
+    fn clone(&self) -> Self {
+        LogStore {
+            engine: self.engine.clone(),
+            syncer: self.syncer.clone(),
+        }
+    }
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+impl<E: Engine> LogStore<E> {
+    /// Opens the log over `engine` and starts its syncer thread.
+    pub fn new(engine: Arc<E>) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        let sync_engine = engine.clone();
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || sync_loop(sync_engine, rx))?;
+        Ok(LogStore { engine, syncer: tx })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
+        match self.engine.get(Cf::RaftMeta, key).map_err(io_err)? {
+            None => Ok(None),
+            Some(bytes) => bincode::deserialize(&bytes).map(Some).map_err(io_err),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool) -> io::Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put(Cf::RaftMeta, key.to_vec(), bincode::serialize(value).map_err(io_err)?);
+        self.engine.write(batch, sync).map_err(io_err)
+    }
+
+    fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
+        let mut iter = self.engine.scan(Cf::RaftLog, &[], None, true);
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, bytes) = item.map_err(io_err)?;
+                let entry: Entry = bincode::deserialize(&bytes).map_err(io_err)?;
+                Ok(Some(entry.log_id()))
+            }
+        }
+    }
+}
+
+/// Drains every pending append, fsyncs once, completes them all.
+fn sync_loop<E: Engine>(engine: Arc<E>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            waiting.push(more);
+        }
+        let result = engine.sync_wal();
+        for callback in waiting {
+            callback.io_completed(result.as_ref().map(|_| ()).map_err(io_err));
+        }
+    }
+}
+
+impl<E: Engine> RaftLogReader<TypeConfig> for LogStore<E> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(x) => x.checked_add(1),
+            Bound::Excluded(x) => Some(*x),
+            Bound::Unbounded => None,
+        };
+        let end_key = end.map(index_key);
+        let mut out = Vec::new();
+        for item in self
+            .engine
+            .scan(Cf::RaftLog, &index_key(start), end_key.as_ref().map(|k| &k[..]), false)
+        {
+            let (_, bytes) = item.map_err(io_err)?;
+            let entry: Entry = bincode::deserialize(&bytes).map_err(io_err)?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.get_meta(KEY_VOTE)
+    }
+}
+
+impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.put_meta(KEY_VOTE, vote, true)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        // Not synced: losing it only makes a restart re-learn the commit index from the leader.
+        self.put_meta(KEY_COMMITTED, &committed, false)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let bytes = bincode::serialize(&entry).map_err(io_err)?;
+            batch.put(Cf::RaftLog, index_key(entry.index()).to_vec(), bytes);
+        }
+        self.engine.write(batch, false).map_err(io_err)?;
+        self.syncer
+            .send(callback)
+            .map_err(|_| io::Error::other("raft log syncer stopped"))
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
+        let mut batch = WriteBatch::default();
+        batch.delete_range(Cf::RaftLog, index_key(from).to_vec(), index_key(u64::MAX).to_vec());
+        batch.delete(Cf::RaftLog, index_key(u64::MAX).to_vec());
+        self.engine.write(batch, true).map_err(io_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let mut batch = WriteBatch::default();
+        batch.put(Cf::RaftMeta, KEY_PURGED.to_vec(), bincode::serialize(&log_id).map_err(io_err)?);
+        batch.delete_range(Cf::RaftLog, index_key(0).to_vec(), index_key(log_id.index() + 1).to_vec());
+        self.engine.write(batch, false).map_err(io_err)
+    }
+}

@@ -1,0 +1,22 @@
+//! Consensus: openraft behind Setpoint's own types.
+//!
+//! `types` declares what travels through the Raft log (`Command`) and what applying it
+//! answers (`ApplyResult`); `log_store` keeps the log and vote in the storage engine with
+//! group commit; `state_machine` adapts `apply` and snapshots to openraft; `network` and
+//! `peer_service` carry Raft traffic between members over our gRPC peer service; `node`
+//! is the handle the API layer uses (propose, linearizable read index, leader, members).
+//! Nothing outside this module names openraft types directly, except through these.
+
+pub mod identity;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod peer_service;
+pub mod state_machine;
+pub mod types;
+
+pub use node::RaftNode;
+pub use types::{ApplyResult, Command, Member, NodeId, TypeConfig};
+
+#[cfg(test)]
+mod conformance;

@@ -1,0 +1,143 @@
+//! Outgoing Raft traffic: openraft's network trait over our gRPC `Peer` service.
+//!
+//! openraft's requests are bincode-encoded into `RaftPayload` bytes; the peer's answer comes
+//! back the same way. Channels are made lazily per peer and reused; a call that does not
+//! answer within openraft's deadline is reported as unreachable so replication backs off.
+//! The receiving side is `peer_service`. Nothing here interprets entries.
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::OptionalSend;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use setpoint_proto::setpointpb::peer_client::PeerClient;
+use setpoint_proto::setpointpb::RaftPayload;
+use tonic::transport::{Channel, Endpoint};
+
+use super::types::{Member, NodeId, Snapshot, TypeConfig, Vote};
+use crate::config::url_to_addr;
+
+/// Largest peer message: whole snapshots travel in one message.
+pub const MAX_PEER_MESSAGE: usize = 1 << 30;
+
+/// Makes a lazily connecting channel to a member's first peer URL.
+pub fn peer_channel(member: &Member) -> Result<Channel, String> {
+    let url = member.peer_urls.first().ok_or("member has no peer URL")?;
+    let addr = url_to_addr(url).ok_or_else(|| format!("bad peer URL {url}"))?;
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(endpoint.connect_lazy())
+}
+
+pub fn peer_client(channel: Channel) -> PeerClient<Channel> {
+    PeerClient::new(channel)
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE)
+}
+
+/// Creates one connection per target member.
+#[derive(Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
+        PeerConnection {
+            target,
+            client: peer_channel(node).map(peer_client),
+        }
+    }
+}
+
+/// A connection to one peer.
+pub struct PeerConnection {
+    target: NodeId,
+    client: Result<PeerClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PeerError(String);
+
+impl PeerConnection {
+    async fn call<Req, Resp, F, Fut>(&mut self, req: &Req, ttl: Duration, rpc: F) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: FnOnce(PeerClient<Channel>, RaftPayload) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
+    {
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&PeerError(e.clone())))),
+        };
+        let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let reply = match tokio::time::timeout(ttl, rpc(client, RaftPayload { data })).await {
+            Err(_) => {
+                let msg = format!("peer {} did not answer in {:?}", self.target, ttl);
+                return Err(RPCError::Unreachable(Unreachable::new(&PeerError(msg))));
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                return Err(RPCError::Unreachable(Unreachable::new(&status)));
+            }
+            Ok(Err(status)) => return Err(RPCError::Network(NetworkError::new(&status))),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        bincode::deserialize(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, option.hard_ttl(), |mut c, p| async move { c.append_entries(p).await })
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, option.hard_ttl(), |mut c, p| async move { c.vote(p).await }).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = (vote, snapshot.meta, snapshot.snapshot);
+        // A snapshot may be large; give it far longer than a heartbeat.
+        self.call(&req, Duration::from_secs(300), |mut c, p| async move {
+            c.install_snapshot(p).await
+        })
+        .await
+        .map_err(|e| match e {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            RPCError::Network(n) => StreamingError::Network(n),
+            RPCError::Timeout(t) => StreamingError::Timeout(t),
+            other => StreamingError::Network(NetworkError::new(&other)),
+        })
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        Some(Backoff::new(std::iter::repeat(Duration::from_millis(100))))
+    }
+}

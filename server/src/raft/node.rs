@@ -1,0 +1,220 @@
+//! The handle the API layer holds: propose a command, wait for a linearizable read point,
+//! and ask who leads, which term, which members.
+//!
+//! A write proposed on a follower is forwarded to the leader over the peer service and the
+//! leader's result comes back unchanged. Linearizable reads are batched: all reads that arrive
+//! while one read-index round is in flight share the next round (one quorum heartbeat for
+//! many reads), and a follower asks the leader for the read index, then waits until it has
+//! applied that far. This module does not interpret commands; `apply` does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{ClientWriteError, RaftError};
+use openraft::rt::WatchReceiver;
+use openraft::{ReadPolicy, ServerState};
+use setpoint_proto::etcdserverpb::ResponseHeader;
+use setpoint_proto::setpointpb::{RaftPayload, ReadIndexRequest};
+use tokio::sync::{mpsc, oneshot};
+
+use super::network::{peer_channel, peer_client};
+use super::types::{Member, Raft};
+use super::{ApplyResult, Command, NodeId};
+use crate::error::{Error, Result};
+
+type ReadWaiter = oneshot::Sender<Result<()>>;
+
+/// Facts about the Raft state for Status and headers.
+#[derive(Debug, Clone, Default)]
+pub struct RaftStatus {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub is_leader: bool,
+}
+
+/// Setpoint's Raft member.
+pub struct RaftNode {
+    pub raft: Raft,
+    pub id: NodeId,
+    pub cluster_id: u64,
+    request_timeout: Duration,
+    reads: mpsc::UnboundedSender<ReadWaiter>,
+}
+
+impl RaftNode {
+    pub fn new(raft: Raft, id: NodeId, cluster_id: u64, request_timeout: Duration) -> Arc<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let node = Arc::new(RaftNode {
+            raft,
+            id,
+            cluster_id,
+            request_timeout,
+            reads: tx,
+        });
+        tokio::spawn(read_index_loop(Arc::downgrade(&node), rx));
+        node
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        RaftStatus {
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            is_leader: m.state == ServerState::Leader,
+        }
+    }
+
+    /// Members as Raft's current membership has them.
+    pub fn members(&self) -> Vec<(NodeId, Member)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.membership_config
+            .nodes()
+            .map(|(id, node)| (*id, node.clone()))
+            .collect()
+    }
+
+    /// etcd's response header for a given store revision.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: self.status().term,
+        }
+    }
+
+    /// Replicates `cmd` and returns what applying it answered; forwards to the leader when
+    /// this member is a follower.
+    pub async fn propose(&self, cmd: Command) -> Result<ApplyResult> {
+        match tokio::time::timeout(self.request_timeout, self.propose_inner(cmd)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    async fn propose_inner(&self, cmd: Command) -> Result<ApplyResult> {
+        loop {
+            match self.raft.client_write(cmd.clone()).await {
+                Ok(resp) => return Ok(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) if id != self.id => return self.forward(&node, &cmd).await,
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                },
+                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => return Err(Error::LeaderChanged),
+                Err(RaftError::Fatal(e)) => return Err(Error::Internal(e.to_string())),
+                Err(RaftError::APIError(e)) => return Err(Error::Internal(e.to_string())),
+            }
+        }
+    }
+
+    /// Proposes only if this member leads (the receiving end of a forwarded write).
+    pub async fn propose_as_leader(&self, cmd: Command) -> Result<ApplyResult> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Error::NotLeader),
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(Error::LeaderChanged),
+            Err(e) => Err(Error::Internal(e.to_string())),
+        }
+    }
+
+    async fn forward(&self, leader: &Member, cmd: &Command) -> Result<ApplyResult> {
+        let channel = peer_channel(leader).map_err(Error::Internal)?;
+        let data = bincode::serialize(cmd).map_err(|e| Error::Internal(e.to_string()))?;
+        let reply = peer_client(channel)
+            .propose(RaftPayload { data })
+            .await
+            .map_err(|status| {
+                // The leader may or may not have applied it: the outcome is unknown.
+                tracing::debug!(%status, "forwarding a write to the leader failed");
+                Error::Timeout
+            })?
+            .into_inner();
+        let verdict: Result<ApplyResult> =
+            bincode::deserialize(&reply.data).map_err(|e| Error::Internal(e.to_string()))?;
+        match verdict {
+            Err(Error::NotLeader) => Err(Error::LeaderChanged),
+            other => other,
+        }
+    }
+
+    /// Returns once this member has applied everything committed before the call: the point
+    /// after which a local read is linearizable.
+    pub async fn read_index(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.reads.send(tx).map_err(|_| Error::Stopped)?;
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// The leader's confirmed read index (only on the leader).
+    pub async fn leader_read_index(&self) -> Result<u64> {
+        let linearizer = self
+            .raft
+            .get_read_linearizer(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| match e {
+                RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(_)) => Error::NotLeader,
+                RaftError::APIError(_) => Error::Timeout,
+                RaftError::Fatal(f) => Error::Internal(f.to_string()),
+            })?;
+        Ok(linearizer.read_log_id().log_id().index)
+    }
+
+    /// One read-index round: find the leader's read index, wait to apply it locally.
+    async fn read_round(&self) -> Result<()> {
+        let index = loop {
+            let status = self.status();
+            match status.leader {
+                Some(l) if l == self.id => match self.leader_read_index().await {
+                    Err(Error::NotLeader) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    other => break other?,
+                },
+                Some(l) => break self.remote_read_index(l).await?,
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        self.raft
+            .wait(Some(self.request_timeout))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map_err(|_| Error::Timeout)?;
+        Ok(())
+    }
+
+    async fn remote_read_index(&self, leader: NodeId) -> Result<u64> {
+        let member = self
+            .members()
+            .into_iter()
+            .find(|(id, _)| *id == leader)
+            .map(|(_, m)| m)
+            .ok_or(Error::NoLeader)?;
+        let channel = peer_channel(&member).map_err(Error::Internal)?;
+        let reply = peer_client(channel)
+            .read_index(ReadIndexRequest {})
+            .await
+            .map_err(|_| Error::LeaderChanged)?;
+        Ok(reply.into_inner().index)
+    }
+}
+
+/// Serves read-index waiters in rounds: every waiter queued when a round starts shares it.
+async fn read_index_loop(node: std::sync::Weak<RaftNode>, mut rx: mpsc::UnboundedReceiver<ReadWaiter>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            waiters.push(more);
+        }
+        let Some(node) = node.upgrade() else { return };
+        let result = node.read_round().await;
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}

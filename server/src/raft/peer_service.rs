@@ -1,0 +1,80 @@
+//! Incoming Raft traffic: the `Peer` gRPC service that hands peers' messages to openraft,
+//! accepts writes forwarded by followers and answers their read-index questions.
+//!
+//! Payloads are bincode-encoded openraft messages (see `network`). This service is served on
+//! the peer URLs only, never on client URLs.
+
+use std::sync::Arc;
+
+use setpoint_proto::setpointpb::peer_server::Peer;
+use setpoint_proto::setpointpb::{RaftPayload, ReadIndexRequest, ReadIndexResponse};
+use tonic::{Request, Response, Status};
+
+use super::node::RaftNode;
+use super::types::{Snapshot, SnapshotMeta, Vote};
+use super::Command;
+use crate::error::Result;
+
+pub struct PeerService {
+    node: Arc<RaftNode>,
+}
+
+impl PeerService {
+    pub fn new(node: Arc<RaftNode>) -> Self {
+        PeerService { node }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
+    bincode::deserialize(&req.into_inner().data).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    let data = bincode::serialize(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftPayload { data }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode(req)?;
+        let resp = self
+            .node
+            .raft
+            .append_entries(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        encode(&resp)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode(req)?;
+        let resp = self.node.raft.vote(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        encode(&resp)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(req)?;
+        let resp = self
+            .node
+            .raft
+            .install_full_snapshot(vote, Snapshot { meta, snapshot: data })
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        encode(&resp)
+    }
+
+    async fn propose(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let cmd: Command = decode(req)?;
+        let verdict = self.node.propose_as_leader(cmd).await;
+        encode(&verdict)
+    }
+
+    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        let index = self.node.leader_read_index().await?;
+        Ok(Response::new(ReadIndexResponse {
+            index,
+            term: self.node.status().term,
+        }))
+    }
+}

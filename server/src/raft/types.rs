@@ -1,0 +1,86 @@
+//! The types openraft is instantiated with: the replicated command, its result, the member.
+//!
+//! Commands carry etcd's request messages prost-encoded, so a follower can forward a client's
+//! request to the leader unchanged and every member applies exactly the same bytes. This
+//! module defines data only; `apply` gives commands their meaning.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// A member id: etcd's 64-bit member ID, also openraft's node id. Never reused.
+pub type NodeId = u64;
+
+/// A member as Raft's membership records it: its name and peer URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.peer_urls.join(","))
+    }
+}
+
+/// One replicated state change. Request bodies are etcd's messages, prost-encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Put(Vec<u8>),
+    DeleteRange(Vec<u8>),
+    Txn(Vec<u8>),
+    Compact(Vec<u8>),
+    /// A member announces the client URLs it serves (etcd's "publish").
+    Publish {
+        member_id: NodeId,
+        name: String,
+        client_urls: Vec<String>,
+    },
+}
+
+impl Command {
+    fn kind(&self) -> &'static str {
+        match self {
+            Command::Put(_) => "put",
+            Command::DeleteRange(_) => "delete_range",
+            Command::Txn(_) => "txn",
+            Command::Compact(_) => "compact",
+            Command::Publish { .. } => "publish",
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+/// What applying a command answered: the store revision after it, and either the prost-encoded
+/// etcd response message or the etcd error it ended in (deterministic on every member).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub revision: i64,
+    pub body: Vec<u8>,
+    pub error: Option<Error>,
+}
+
+openraft::declare_raft_types!(
+    /// Setpoint's openraft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = ApplyResult,
+        NodeId = NodeId,
+        Node = Member,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, super::state_machine::StateMachine<crate::storage::RocksEngine>>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;

@@ -1,0 +1,201 @@
+//! Wiring: opens storage, starts Raft, serves the peer service on the peer URLs and etcd's
+//! client services on the client URLs, publishes this member's client URLs, and stops on
+//! SIGINT/SIGTERM.
+//!
+//! This is the only place that knows how the pieces fit; it holds no logic of its own.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use setpoint_proto::etcdserverpb::cluster_server::ClusterServer;
+use setpoint_proto::etcdserverpb::kv_server::KvServer;
+use setpoint_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use setpoint_proto::setpointpb::peer_server::PeerServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::cluster::ClusterService;
+use crate::api::kv::KvService;
+use crate::api::maintenance::MaintenanceService;
+use crate::api::Ctx;
+use crate::apply::{Applier, Compactor};
+use crate::config::Config;
+use crate::mvcc::KvStore;
+use crate::raft::identity;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{Network, MAX_PEER_MESSAGE};
+use crate::raft::peer_service::PeerService;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::Raft;
+use crate::raft::{Command, Member, NodeId, RaftNode};
+use crate::storage::RocksEngine;
+
+/// gRPC framing allowance on top of --max-request-bytes, as etcd allows.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// Log entries kept behind a snapshot so a briefly lagging member catches up by log.
+const SNAPSHOT_CATCHUP_ENTRIES: u64 = 5000;
+
+/// A running member.
+pub struct Server {
+    pub ctx: Ctx,
+    pub client_addrs: Vec<SocketAddr>,
+    pub peer_addrs: Vec<SocketAddr>,
+}
+
+async fn bind_all(addrs: &[SocketAddr], what: &str) -> anyhow::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for a in addrs {
+        let l = TcpListener::bind(a)
+            .await
+            .with_context(|| format!("listen on {what} address {a}"))?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Starts a member and serves until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    // Bind first: a port in use is a clear error before anything is opened.
+    let peer_listeners = bind_all(&config.listen_peer, "peer").await?;
+    let client_listeners = bind_all(&config.listen_client, "client").await?;
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    let engine = Arc::new(RocksEngine::open(&config.data_dir.join("db")).context("open storage")?);
+    let kv = Arc::new(KvStore::open(engine.clone()).context("open mvcc store")?);
+    let compactor = Compactor::start(kv.clone())?;
+    let applier = Arc::new(Applier::new(engine.clone(), kv.clone(), compactor.clone()));
+    let log_store = LogStore::new(engine.clone())?;
+    let state_machine = StateMachine::new(engine.clone(), applier.clone(), config.data_dir.join("snapshot.bin"));
+
+    let token = &config.cluster_token;
+    let members: BTreeMap<NodeId, Member> = config
+        .initial_cluster
+        .iter()
+        .map(|m| {
+            (
+                identity::member_id(&m.peer_urls, token),
+                Member {
+                    name: m.name.clone(),
+                    peer_urls: m.peer_urls.clone(),
+                },
+            )
+        })
+        .collect();
+    let id = identity::member_id(&config.advertise_peer_urls, token);
+    let cluster_id = identity::cluster_id(&config.initial_cluster, token);
+
+    let election_ms = config.election_timeout.as_millis() as u64;
+    let raft_config = openraft::Config {
+        cluster_name: token.clone(),
+        heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: election_ms,
+        election_timeout_max: election_ms * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+        max_in_snapshot_log_to_keep: SNAPSHOT_CATCHUP_ENTRIES.min(config.snapshot_count),
+        ..Default::default()
+    }
+    .validate()
+    .context("raft configuration")?;
+    let raft = Raft::new(id, Arc::new(raft_config), Network, log_store, state_machine)
+        .await
+        .context("start raft")?;
+    if !config.existing_cluster && !raft.is_initialized().await.context("raft state")? {
+        // Every member initializes with the same membership; openraft accepts that.
+        if let Err(e) = raft.initialize(members.clone()).await {
+            tracing::info!(error = %e, "cluster already initialized");
+        }
+    }
+    let request_timeout = Duration::from_secs(5) + 2 * config.election_timeout;
+    let node = RaftNode::new(raft, id, cluster_id, request_timeout);
+    tracing::info!(
+        name = %config.name,
+        member_id = %format!("{id:x}"),
+        cluster_id = %format!("{cluster_id:x}"),
+        version = env!("CARGO_PKG_VERSION"),
+        "setpoint member starting"
+    );
+
+    let ctx = Ctx {
+        node: node.clone(),
+        kv,
+        applier,
+        engine,
+        compactor,
+        max_request_bytes: config.max_request_bytes,
+        max_txn_ops: config.max_txn_ops,
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for l in peer_listeners {
+        let svc = PeerServer::new(PeerService::new(node.clone()))
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }),
+        ));
+    }
+    let max_recv = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    for l in client_listeners {
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv))
+                .add_service(ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_recv))
+                .add_service(
+                    MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_recv),
+                )
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                }),
+        ));
+    }
+    tokio::spawn(publish(ctx.clone(), config.name.clone(), config.advertise_client_urls.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = node.raft.shutdown().await;
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
+    Ok(())
+}
+
+/// Announces this member's name and client URLs through Raft (etcd's publish), once a leader
+/// exists, unless the store already has exactly these.
+async fn publish(ctx: Ctx, name: String, client_urls: Vec<String>) {
+    let id = ctx.node.id;
+    loop {
+        if let Ok(attrs) = ctx.applier.member_attributes() {
+            if let Some(a) = attrs.get(&id) {
+                if a.name == name && a.client_urls == client_urls {
+                    return;
+                }
+            }
+        }
+        let cmd = Command::Publish {
+            member_id: id,
+            name: name.clone(),
+            client_urls: client_urls.clone(),
+        };
+        match ctx.node.propose(cmd).await {
+            Ok(_) => tracing::info!(%name, ?client_urls, "published member attributes"),
+            Err(e) => {
+                tracing::debug!(error = %e, "publish not done yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
