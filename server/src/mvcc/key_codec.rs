@@ -293,7 +293,8 @@ mod tests {
         assert!(kv_key(&enc, Revision::new(7, 9)) >= seek);
         assert!(kv_key(&enc, Revision::new(7, 0)) > seek);
         assert!(kv_key(&enc, Revision::new(6, 99)) > seek);
-        let (e, r) = split_kv_key(&kv_key(&enc, Revision::new(7, 2))).unwrap();
+        let key = kv_key(&enc, Revision::new(7, 2));
+        let (e, r) = split_kv_key(&key).unwrap();
         assert_eq!((e, r), (enc.as_slice(), Revision::new(7, 2)));
     }
 

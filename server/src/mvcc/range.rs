@@ -22,7 +22,6 @@ use super::key_codec::{
     decode_user_key, decode_value, encode_user_key, escaped_key_end, is_tombstone, kv_seek_key,
     split_kv_key,
 };
-use super::revision::Revision;
 use crate::storage::{Cf, Cursor, ReadView};
 
 /// `next` calls tried before seeking past a key's older versions.
@@ -79,7 +78,6 @@ pub(crate) struct LiveKeys<'a> {
     started: bool,
     /// Escaped user key of the current position.
     enc: Vec<u8>,
-    revision: Revision,
 }
 
 impl<'a> LiveKeys<'a> {
@@ -93,7 +91,6 @@ impl<'a> LiveKeys<'a> {
             rev,
             started: false,
             enc: Vec::new(),
-            revision: Revision::default(),
         })
     }
 
@@ -112,19 +109,17 @@ impl<'a> LiveKeys<'a> {
             let (enc, rev) = split_kv_key(self.cursor.key())?;
             self.enc.clear();
             self.enc.extend_from_slice(enc);
-            self.revision = rev;
             if rev.main > self.rev {
                 // Newer than the read revision: jump to the newest version at or below it.
                 ok = self.cursor.seek(&kv_seek_key(&self.enc, self.rev))?;
                 if !ok {
                     return Ok(false);
                 }
-                let (enc, rev) = split_kv_key(self.cursor.key())?;
+                let (enc, _) = split_kv_key(self.cursor.key())?;
                 if enc != self.enc.as_slice() {
                     // The key has no version at or below the read revision.
                     continue;
                 }
-                self.revision = rev;
             }
             if is_tombstone(self.cursor.value()) {
                 ok = self.skip_key()?;
@@ -150,11 +145,6 @@ impl<'a> LiveKeys<'a> {
 
     pub(crate) fn escaped_key(&self) -> &[u8] {
         &self.enc
-    }
-
-    /// Revision of the current key's live version.
-    pub(crate) fn revision(&self) -> Revision {
-        self.revision
     }
 
     /// Decodes the current key's live version.

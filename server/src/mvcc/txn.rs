@@ -24,7 +24,7 @@ use super::key_codec::{
 use super::kvstore::{KvStore, Shared, META_CURRENT_REVISION};
 use super::range::{self, KeyRange, Overlay, RangeOutput};
 use super::revision::Revision;
-use crate::storage::{Cf, Engine, ReadView, WriteBatch};
+use crate::storage::{Cf, Engine, WriteBatch};
 
 /// A write transaction on a [`KvStore`]; see the module documentation.
 pub struct WriteTxn<'a, E: Engine> {

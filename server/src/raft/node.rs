@@ -101,7 +101,12 @@ impl RaftNode {
             match self.raft.client_write(cmd.clone()).await {
                 Ok(resp) => return Ok(resp.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
-                    (Some(id), Some(node)) if id != self.id => return self.forward(&node, &cmd).await,
+                    (Some(id), Some(node)) if id != self.id => match self.forward(&node, &cmd).await {
+                        // The leader we know of is gone and never saw the request: wait for
+                        // the next one and try again (still inside the request timeout).
+                        Err(Error::NoLeader) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        other => return other,
+                    },
                     _ => tokio::time::sleep(Duration::from_millis(20)).await,
                 },
                 Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => return Err(Error::LeaderChanged),
@@ -128,9 +133,13 @@ impl RaftNode {
             .propose(RaftPayload { data })
             .await
             .map_err(|status| {
-                // The leader may or may not have applied it: the outcome is unknown.
                 tracing::debug!(%status, "forwarding a write to the leader failed");
-                Error::Timeout
+                if never_sent(&status) {
+                    Error::NoLeader
+                } else {
+                    // The leader may or may not have applied it: the outcome is unknown.
+                    Error::Timeout
+                }
             })?
             .into_inner();
         let verdict: Result<ApplyResult> =
@@ -217,4 +226,27 @@ async fn read_index_loop(node: std::sync::Weak<RaftNode>, mut rx: mpsc::Unbounde
             let _ = w.send(result.clone());
         }
     }
+}
+
+/// Whether a failed peer call certainly never reached the peer (no connection was made), so
+/// the request may be sent again without risk of applying it twice.
+fn never_sent(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source = status.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotConnected
+            );
+        }
+        if e.to_string().contains("tcp connect error") {
+            return true;
+        }
+        source = e.source();
+    }
+    status.message().contains("tcp connect error")
 }
