@@ -63,7 +63,7 @@ fn compact_key<V: ReadView + ?Sized>(
     }
     let mut deleted = 0;
     let (_, newest) = split_kv_key(cursor.key())?;
-    if newest.main == target + 1000 {
+    if newest.main == target {
         // Everything written at the compaction revision itself stays (watch may resume there).
         while ok && split_kv_key(cursor.key())?.1.main == target {
             ok = cursor.next()?;
