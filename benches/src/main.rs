@@ -97,7 +97,8 @@ async fn main() -> anyhow::Result<()> {
                         value: value.clone(),
                         ..Default::default()
                     };
-                    Box::pin(async move { c.put(req).await.map(|_| ()).map_err(|e| e.to_string()) }) as BoxFut
+                    Box::pin(async move { c.put(req).await.map(|_| ()).map_err(|e| e.to_string()) })
+                        as BoxFut
                 }),
             )
         }
@@ -112,7 +113,9 @@ async fn main() -> anyhow::Result<()> {
                         serializable,
                         ..Default::default()
                     };
-                    Box::pin(async move { c.range(req).await.map(|_| ()).map_err(|e| e.to_string()) }) as BoxFut
+                    Box::pin(
+                        async move { c.range(req).await.map(|_| ()).map_err(|e| e.to_string()) },
+                    ) as BoxFut
                 }),
             )
         }
@@ -157,7 +160,10 @@ fn report(h: &Histogram<u64>, took: Duration, errors: u64) {
     println!("  Fastest:\t{:.4} ms.", ms(h.min()));
     println!("  Average:\t{:.4} ms.", h.mean() / 1000.0);
     println!("  Stddev:\t{:.4} ms.", h.stdev() / 1000.0);
-    println!("  Requests/sec:\t{:.1}", h.len() as f64 / took.as_secs_f64());
+    println!(
+        "  Requests/sec:\t{:.1}",
+        h.len() as f64 / took.as_secs_f64()
+    );
     println!("  Errors:\t{errors}");
     for q in [50.0, 90.0, 99.0, 99.9] {
         println!("  p{q}:\t{:.4} ms.", ms(h.value_at_quantile(q / 100.0)));

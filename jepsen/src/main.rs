@@ -5,7 +5,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "setpoint-jepsen", version, about = "Jepsen-style verifier for Setpoint and etcd (not built yet)")]
+#[command(
+    name = "setpoint-jepsen",
+    version,
+    about = "Jepsen-style verifier for Setpoint and etcd (not built yet)"
+)]
 struct Args {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     rest: Vec<String>,

@@ -30,19 +30,35 @@ pub struct Flags {
     pub data_dir: Option<PathBuf>,
 
     /// List of URLs to listen on for client traffic.
-    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub listen_client_urls: String,
 
     /// List of this member's client URLs to advertise to the public.
-    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub advertise_client_urls: String,
 
     /// List of URLs to listen on for peer traffic.
-    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://127.0.0.1:2380"
+    )]
     pub listen_peer_urls: String,
 
     /// List of this member's peer URLs to advertise to the rest of the cluster.
-    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://127.0.0.1:2380"
+    )]
     pub initial_advertise_peer_urls: String,
 
     /// Initial cluster configuration for bootstrapping: name=peer-url,...
@@ -54,7 +70,11 @@ pub struct Flags {
     pub initial_cluster_state: String,
 
     /// Initial cluster token for the cluster during bootstrap.
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
     pub initial_cluster_token: String,
 
     /// Time (in milliseconds) of a heartbeat interval.
@@ -119,7 +139,11 @@ pub enum ConfigError {
     #[error("{0}")]
     Info(String),
     #[error("invalid URL {url:?} in {flag}: {why}")]
-    BadUrl { flag: &'static str, url: String, why: String },
+    BadUrl {
+        flag: &'static str,
+        url: String,
+        why: String,
+    },
     #[error("couldn't find local name {0:?} in the initial cluster configuration")]
     NameNotInCluster(String),
     #[error("--initial-cluster has {name}={urls:?} but missing from --initial-advertise-peer-urls={advertised:?}")]
@@ -194,11 +218,17 @@ impl Config {
         let listen_client = socket_addrs("--listen-client-urls", &f.listen_client_urls)?;
         let listen_peer = socket_addrs("--listen-peer-urls", &f.listen_peer_urls)?;
         let advertise_client_urls = urls("--advertise-client-urls", &f.advertise_client_urls)?;
-        let advertise_peer_urls = urls("--initial-advertise-peer-urls", &f.initial_advertise_peer_urls)?;
-        let cluster_text = f
-            .initial_cluster
-            .clone()
-            .unwrap_or_else(|| format!("{}={}", f.name, advertise_peer_urls.join(&format!(",{}=", f.name))));
+        let advertise_peer_urls = urls(
+            "--initial-advertise-peer-urls",
+            &f.initial_advertise_peer_urls,
+        )?;
+        let cluster_text = f.initial_cluster.clone().unwrap_or_else(|| {
+            format!(
+                "{}={}",
+                f.name,
+                advertise_peer_urls.join(&format!(",{}=", f.name))
+            )
+        });
         let initial_cluster = parse_initial_cluster(&cluster_text)?;
         let me = initial_cluster
             .iter()
@@ -250,7 +280,10 @@ pub fn parse_initial_cluster(text: &str) -> Result<Vec<InitialMember>, ConfigErr
             return Err(ConfigError::BadClusterEntry(entry.to_string()));
         }
         check_url("--initial-cluster", url)?;
-        members.entry(name.to_string()).or_default().push(url.to_string());
+        members
+            .entry(name.to_string())
+            .or_default()
+            .push(url.to_string());
     }
     if members.is_empty() {
         return Err(ConfigError::BadClusterEntry(text.to_string()));
@@ -306,7 +339,10 @@ fn check_url(flag: &'static str, url: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 fn socket_addrs(flag: &'static str, text: &str) -> Result<Vec<SocketAddr>, ConfigError> {
-    urls(flag, text)?.iter().map(|u| check_url(flag, u)).collect()
+    urls(flag, text)?
+        .iter()
+        .map(|u| check_url(flag, u))
+        .collect()
 }
 
 /// The socket address a peer URL names (for dialing peers).
@@ -319,7 +355,11 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
-        Config::from_args(std::iter::once("setpoint").chain(args.iter().copied()).map(String::from))
+        Config::from_args(
+            std::iter::once("setpoint")
+                .chain(args.iter().copied())
+                .map(String::from),
+        )
     }
 
     #[test]
@@ -368,7 +408,10 @@ mod tests {
             parse(&["--initial-cluster-state", "old"]),
             Err(ConfigError::BadClusterState(_))
         ));
-        assert!(matches!(parse(&["--no-such-flag"]), Err(ConfigError::Parse(_))));
+        assert!(matches!(
+            parse(&["--no-such-flag"]),
+            Err(ConfigError::Parse(_))
+        ));
         assert!(matches!(
             parse(&["--listen-client-urls", "127.0.0.1:2379"]),
             Err(ConfigError::BadUrl { .. })

@@ -24,9 +24,15 @@ fn main() -> ExitCode {
     };
     let filter = EnvFilter::try_from_env("SETPOINT_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", config.log_level)));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("setpoint: cannot start the runtime: {e}");

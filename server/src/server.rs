@@ -57,7 +57,10 @@ async fn bind_all(addrs: &[SocketAddr], what: &str) -> anyhow::Result<Vec<TcpLis
 }
 
 /// Starts a member and serves until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     // Bind first: a port in use is a clear error before anything is opened.
     let peer_listeners = bind_all(&config.listen_peer, "peer").await?;
     let client_listeners = bind_all(&config.listen_client, "client").await?;
@@ -69,7 +72,11 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
     let compactor = Compactor::start(kv.clone())?;
     let applier = Arc::new(Applier::new(engine.clone(), kv.clone(), compactor.clone()));
     let log_store = LogStore::new(engine.clone())?;
-    let state_machine = StateMachine::new(engine.clone(), applier.clone(), config.data_dir.join("snapshot.bin"));
+    let state_machine = StateMachine::new(
+        engine.clone(),
+        applier.clone(),
+        config.data_dir.join("snapshot.bin"),
+    );
 
     let token = &config.cluster_token;
     let members: BTreeMap<NodeId, Member> = config
@@ -151,17 +158,27 @@ pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>
         tasks.push(tokio::spawn(
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
-                .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv))
-                .add_service(ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_recv))
                 .add_service(
-                    MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_recv),
+                    KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_recv),
+                )
+                .add_service(
+                    ClusterServer::new(ClusterService::new(ctx.clone()))
+                        .max_decoding_message_size(max_recv),
+                )
+                .add_service(
+                    MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
+                        .max_decoding_message_size(max_recv),
                 )
                 .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
                     let _ = stop.wait_for(|s| *s).await;
                 }),
         ));
     }
-    tokio::spawn(publish(ctx.clone(), config.name.clone(), config.advertise_client_urls.clone()));
+    tokio::spawn(publish(
+        ctx.clone(),
+        config.name.clone(),
+        config.advertise_client_urls.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down");

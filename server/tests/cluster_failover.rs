@@ -27,7 +27,11 @@ fn keys_on(cluster: &Cluster, i: usize, prefix: &str) -> Vec<String> {
         &cluster.members[i].endpoint(),
         &["get", prefix, "--prefix", "--keys-only", "--consistency=s"],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.is_empty())
@@ -39,11 +43,17 @@ fn keys_on(cluster: &Cluster, i: usize, prefix: &str) -> Vec<String> {
 fn converged(cluster: &Cluster, prefix: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let all: Vec<Vec<String>> = (0..cluster.members.len()).map(|i| keys_on(cluster, i, prefix)).collect();
+        let all: Vec<Vec<String>> = (0..cluster.members.len())
+            .map(|i| keys_on(cluster, i, prefix))
+            .collect();
         if all.windows(2).all(|w| w[0] == w[1]) {
             return all[0].clone();
         }
-        assert!(Instant::now() < deadline, "members did not converge: {:?}", all.iter().map(Vec::len).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "members did not converge: {:?}",
+            all.iter().map(Vec::len).collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -53,7 +63,11 @@ fn acknowledged_writes_survive_leader_and_follower_kill() {
     let mut cluster = Cluster::start(&setpoint_bin(), 3, &[]);
     let eps = cluster.endpoints();
     let mut acked = write_keys(&eps, "k", 0..30);
-    assert_eq!(acked.len(), 30, "a healthy cluster acknowledges every write");
+    assert_eq!(
+        acked.len(),
+        30,
+        "a healthy cluster acknowledges every write"
+    );
 
     let leader = cluster.wait_leader();
     cluster.members[leader].kill();
@@ -63,7 +77,9 @@ fn acknowledged_writes_survive_leader_and_follower_kill() {
     cluster.members[leader].start();
     cluster.wait_ready(leader);
 
-    let follower = (0..3).find(|i| Some(*i) != cluster.leader()).expect("a follower");
+    let follower = (0..3)
+        .find(|i| Some(*i) != cluster.leader())
+        .expect("a follower");
     cluster.members[follower].kill();
     acked.extend(write_keys(&eps, "k", 60..90));
     cluster.members[follower].start();
@@ -73,14 +89,23 @@ fn acknowledged_writes_survive_leader_and_follower_kill() {
     for k in &acked {
         assert!(keys.contains(k), "acknowledged write {k} is missing");
     }
-    assert!(acked.len() >= 80, "most writes should be acknowledged, got {}", acked.len());
+    assert!(
+        acked.len() >= 80,
+        "most writes should be acknowledged, got {}",
+        acked.len()
+    );
 
     // Linearizable reads through any member see the latest write.
     let out = etcdctl(&eps, &["put", "last", "x"]);
     assert!(out.status.success());
     for m in &cluster.members {
         let got = etcdctl_text(&m.endpoint(), &["get", "last", "--print-value-only"]);
-        assert_eq!(got.trim(), "x", "member {} serves a stale linearizable read", m.name);
+        assert_eq!(
+            got.trim(),
+            "x",
+            "member {} serves a stale linearizable read",
+            m.name
+        );
     }
 }
 
@@ -98,7 +123,9 @@ fn member_behind_the_purged_log_catches_up_by_snapshot() {
     let keys = converged(&cluster, "s-");
     assert_eq!(keys, acked);
     assert!(
-        cluster.members[lagging].log_text().contains("installed snapshot"),
+        cluster.members[lagging]
+            .log_text()
+            .contains("installed snapshot"),
         "the lagging member should have caught up through a snapshot:\n{}",
         cluster.members[lagging].log_text()
     );
@@ -118,11 +145,21 @@ fn member_list_and_endpoint_status_cover_the_cluster() {
             }
             break;
         }
-        assert!(Instant::now() < deadline, "members never all published: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "members never all published: {list}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let status = etcdctl_text(&cluster.members[0].endpoint(), &["endpoint", "status", "--cluster"]);
+    let status = etcdctl_text(
+        &cluster.members[0].endpoint(),
+        &["endpoint", "status", "--cluster"],
+    );
     let rows: Vec<&str> = status.lines().filter(|l| l.contains("3.5.0")).collect();
     assert_eq!(rows.len(), 3, "{status}");
-    assert_eq!(rows.iter().filter(|r| r.contains(", true, ")).count(), 1, "exactly one leader: {status}");
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(", true, ")).count(),
+        1,
+        "exactly one leader: {status}"
+    );
 }

@@ -65,11 +65,17 @@ fn normalize(text: &str) -> String {
         (r"127\.0\.0\.1:\d+", "ADDR"),
         (r"client-[0-9a-f-]{36}", "client-UUID"),
         (r"\{\d{4}/\d\d/\d\d [^}]*\}", "{LOGLINE}"),
-        (r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d)?", "TIME"),
+        (
+            r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d)?",
+            "TIME",
+        ),
     ];
     let mut s = text.to_string();
     for (pat, rep) in rules {
-        s = Regex::new(pat).expect("regex").replace_all(&s, rep).to_string();
+        s = Regex::new(pat)
+            .expect("regex")
+            .replace_all(&s, rep)
+            .to_string();
     }
     s
 }
@@ -89,8 +95,21 @@ fn session() -> Vec<Step> {
         step(&["get", "foo", "--prefix", "--limit", "1", "-w", "json"]),
         step(&["get", "foo", "--prefix", "--keys-only"]),
         step(&["get", "foo", "--prefix", "--rev=5", "-w", "json"]),
-        step(&["get", "foo", "--prefix", "--sort-by=MODIFY", "--order=DESCEND"]),
-        step(&["get", "foo", "--prefix", "--sort-by=VALUE", "--order=ASCEND", "--print-value-only"]),
+        step(&[
+            "get",
+            "foo",
+            "--prefix",
+            "--sort-by=MODIFY",
+            "--order=DESCEND",
+        ]),
+        step(&[
+            "get",
+            "foo",
+            "--prefix",
+            "--sort-by=VALUE",
+            "--order=ASCEND",
+            "--print-value-only",
+        ]),
         step(&["get", "foo1", "--from-key"]),
         step(&["get", "", "--prefix", "--keys-only"]),
         step(&["get", "foo", "--rev=2"]),
@@ -139,7 +158,8 @@ fn transcript(binary: &std::path::Path) -> String {
 
 #[test]
 fn etcdctl_session_matches_real_etcd() {
-    let etcd = etcd_bin().expect("the real etcd is needed for this comparison: install Debian's etcd-server");
+    let etcd = etcd_bin()
+        .expect("the real etcd is needed for this comparison: install Debian's etcd-server");
     let ours = transcript(&setpoint_bin());
     let theirs = transcript(&etcd);
     if ours != theirs {

@@ -7,8 +7,8 @@
 use prost::Message;
 use setpoint_proto::etcdserverpb::kv_server::Kv;
 use setpoint_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -26,7 +26,11 @@ impl KvService {
     }
 
     /// Replicates a write and decodes the response message `apply` produced for it.
-    async fn write<M: Message + Default>(&self, cmd: Command, encoded_len: usize) -> Result<(M, i64)> {
+    async fn write<M: Message + Default>(
+        &self,
+        cmd: Command,
+        encoded_len: usize,
+    ) -> Result<(M, i64)> {
         if encoded_len > self.ctx.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
@@ -66,12 +70,16 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = req.into_inner();
         validate::delete_range(&req)?;
         let bytes = req.encode_to_vec();
         let len = bytes.len();
-        let (mut resp, rev): (DeleteRangeResponse, i64) = self.write(Command::DeleteRange(bytes), len).await?;
+        let (mut resp, rev): (DeleteRangeResponse, i64) =
+            self.write(Command::DeleteRange(bytes), len).await?;
         resp.header = Some(self.ctx.node.header(rev));
         Ok(Response::new(resp))
     }
@@ -86,11 +94,15 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         let req = req.into_inner();
         let bytes = req.encode_to_vec();
         let len = bytes.len();
-        let (mut resp, rev): (CompactionResponse, i64) = self.write(Command::Compact(bytes), len).await?;
+        let (mut resp, rev): (CompactionResponse, i64) =
+            self.write(Command::Compact(bytes), len).await?;
         if req.physical {
             self.ctx.compactor.wait_done(req.revision).await;
         }

@@ -4,7 +4,9 @@
 //! What needs the store (revisions, key existence, leases) is checked in `apply`, where the
 //! state is; nothing here reads state.
 
-use setpoint_proto::etcdserverpb::{request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use setpoint_proto::etcdserverpb::{
+    request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
 
 use crate::error::{Error, Result};
 
@@ -150,11 +152,13 @@ mod tests {
 
     fn del_op(k: &str, end: &str) -> RequestOp {
         RequestOp {
-            request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                key: k.into(),
-                range_end: end.into(),
-                ..Default::default()
-            })),
+            request: Some(request_op::Request::RequestDeleteRange(
+                DeleteRangeRequest {
+                    key: k.into(),
+                    range_end: end.into(),
+                    ..Default::default()
+                },
+            )),
         }
     }
 
@@ -181,14 +185,29 @@ mod tests {
 
     #[test]
     fn duplicate_puts_and_put_inside_deleted_range_are_rejected() {
-        assert_eq!(check(vec![put_op("a"), put_op("a")]), Err(Error::DuplicateKey));
-        assert_eq!(check(vec![del_op("a", "c"), put_op("b")]), Err(Error::DuplicateKey));
-        assert_eq!(check(vec![del_op("a", ""), put_op("a")]), Err(Error::DuplicateKey));
-        assert_eq!(check(vec![put_op("a"), txn_op(vec![put_op("a")], vec![])]), Err(Error::DuplicateKey));
+        assert_eq!(
+            check(vec![put_op("a"), put_op("a")]),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(
+            check(vec![del_op("a", "c"), put_op("b")]),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(
+            check(vec![del_op("a", ""), put_op("a")]),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(
+            check(vec![put_op("a"), txn_op(vec![put_op("a")], vec![])]),
+            Err(Error::DuplicateKey)
+        );
         assert_eq!(check(vec![del_op("a", "c"), put_op("c")]), Ok(()));
         assert_eq!(check(vec![put_op("a"), put_op("b")]), Ok(()));
         // then/else of one nested txn may both put the same key
-        assert_eq!(check(vec![txn_op(vec![put_op("x")], vec![put_op("x")])]), Ok(()));
+        assert_eq!(
+            check(vec![txn_op(vec![put_op("x")], vec![put_op("x")])]),
+            Ok(())
+        );
     }
 
     #[test]
@@ -196,7 +215,10 @@ mod tests {
         let many: Vec<RequestOp> = (0..129).map(|i| put_op(&format!("k{i}"))).collect();
         assert_eq!(check(many), Err(Error::TooManyOps));
         assert_eq!(check(vec![put_op("")]), Err(Error::EmptyKey));
-        assert_eq!(check(vec![RequestOp { request: None }]), Err(Error::KeyNotFound));
+        assert_eq!(
+            check(vec![RequestOp { request: None }]),
+            Err(Error::KeyNotFound)
+        );
         assert_eq!(
             put(&PutRequest {
                 key: b"k".to_vec(),

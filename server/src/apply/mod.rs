@@ -17,7 +17,9 @@ use openraft::entry::RaftEntry;
 use openraft::EntryPayload;
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use setpoint_proto::etcdserverpb::{CompactionRequest, CompactionResponse, DeleteRangeRequest, PutRequest, TxnRequest};
+use setpoint_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, PutRequest, TxnRequest,
+};
 
 use crate::error::{Error, Result};
 use crate::mvcc::KvStore;
@@ -57,7 +59,11 @@ pub struct Applier<E: Engine> {
 
 impl<E: Engine> Applier<E> {
     pub fn new(engine: Arc<E>, kv: Arc<KvStore<E>>, compactor: Compactor) -> Self {
-        Applier { engine, kv, compactor }
+        Applier {
+            engine,
+            kv,
+            compactor,
+        }
     }
 
     pub fn kv(&self) -> &Arc<KvStore<E>> {
@@ -70,15 +76,18 @@ impl<E: Engine> Applier<E> {
     }
 
     /// The same, read from a given view (a snapshot being built).
-    pub fn applied_state_in<V: ReadView + ?Sized>(view: &V) -> Result<(Option<LogId>, StoredMembership)> {
+    pub fn applied_state_in<V: ReadView + ?Sized>(
+        view: &V,
+    ) -> Result<(Option<LogId>, StoredMembership)> {
         let applied: Option<LogId> = match view.get(Cf::Meta, KEY_APPLIED).map_err(internal)? {
             Some(b) => Some(bincode::deserialize(&b).map_err(internal)?),
             None => None,
         };
-        let membership: StoredMembership = match view.get(Cf::Meta, KEY_MEMBERSHIP).map_err(internal)? {
-            Some(b) => bincode::deserialize(&b).map_err(internal)?,
-            None => StoredMembership::default(),
-        };
+        let membership: StoredMembership =
+            match view.get(Cf::Meta, KEY_MEMBERSHIP).map_err(internal)? {
+                Some(b) => bincode::deserialize(&b).map_err(internal)?,
+                None => StoredMembership::default(),
+            };
         Ok((applied, membership))
     }
 
@@ -99,7 +108,10 @@ impl<E: Engine> Applier<E> {
             let id_bytes: [u8; 8] = k[MEMBER_PREFIX.len()..]
                 .try_into()
                 .map_err(|_| Error::Internal("bad member key".into()))?;
-            out.insert(u64::from_be_bytes(id_bytes), bincode::deserialize(&v).map_err(internal)?);
+            out.insert(
+                u64::from_be_bytes(id_bytes),
+                bincode::deserialize(&v).map_err(internal)?,
+            );
         }
         Ok(out)
     }
@@ -110,7 +122,11 @@ impl<E: Engine> Applier<E> {
     pub fn apply(&self, entry: &Entry) -> Result<ApplyResult> {
         let log_id = entry.log_id();
         let mut batch = WriteBatch::default();
-        batch.put(Cf::Meta, KEY_APPLIED.to_vec(), bincode::serialize(&log_id).map_err(internal)?);
+        batch.put(
+            Cf::Meta,
+            KEY_APPLIED.to_vec(),
+            bincode::serialize(&log_id).map_err(internal)?,
+        );
         let mut result = ApplyResult {
             revision: self.kv.current_revision(),
             ..Default::default()
@@ -121,7 +137,11 @@ impl<E: Engine> Applier<E> {
             EntryPayload::Blank => {}
             EntryPayload::Membership(ref m) => {
                 let stored = StoredMembership::new(Some(log_id), m.clone());
-                batch.put(Cf::Meta, KEY_MEMBERSHIP.to_vec(), bincode::serialize(&stored).map_err(internal)?);
+                batch.put(
+                    Cf::Meta,
+                    KEY_MEMBERSHIP.to_vec(),
+                    bincode::serialize(&stored).map_err(internal)?,
+                );
             }
             EntryPayload::Normal(ref cmd) => match self.apply_command(cmd, &mut batch) {
                 Ok(outcome) => {
@@ -146,7 +166,8 @@ impl<E: Engine> Applier<E> {
 
     fn apply_command(&self, cmd: &Command, batch: &mut WriteBatch) -> Result<Outcome<E>> {
         let begin = self.kv.current_revision();
-        let decode_err = |e: prost::DecodeError| Error::Internal(format!("undecodable command: {e}"));
+        let decode_err =
+            |e: prost::DecodeError| Error::Internal(format!("undecodable command: {e}"));
         match cmd {
             Command::Put(bytes) => {
                 let req = PutRequest::decode(bytes.as_slice()).map_err(decode_err)?;
@@ -185,7 +206,11 @@ impl<E: Engine> Applier<E> {
                     name: name.clone(),
                     client_urls: client_urls.clone(),
                 };
-                batch.put(Cf::Meta, member_key(*member_id), bincode::serialize(&attrs).map_err(internal)?);
+                batch.put(
+                    Cf::Meta,
+                    member_key(*member_id),
+                    bincode::serialize(&attrs).map_err(internal)?,
+                );
                 Ok(Outcome {
                     revision: begin,
                     body: Vec::new(),

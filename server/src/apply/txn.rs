@@ -7,8 +7,8 @@
 //! duplicate keys) belongs to the API layer, not here.
 
 use setpoint_proto::etcdserverpb::{
-    compare, request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use setpoint_proto::mvccpb::KeyValue;
 
@@ -50,9 +50,19 @@ fn check_put<E: Engine>(txn: &WriteTxn<'_, E>, req: &PutRequest) -> Result<()> {
     Ok(())
 }
 
-pub fn put<E: Engine>(txn: &mut WriteTxn<'_, E>, req: &PutRequest, begin: i64) -> Result<PutResponse> {
+pub fn put<E: Engine>(
+    txn: &mut WriteTxn<'_, E>,
+    req: &PutRequest,
+    begin: i64,
+) -> Result<PutResponse> {
     check_put(txn, req)?;
-    let prev = txn.put(&req.key, &req.value, req.lease, req.ignore_value, req.ignore_lease)?;
+    let prev = txn.put(
+        &req.key,
+        &req.value,
+        req.lease,
+        req.ignore_value,
+        req.ignore_lease,
+    )?;
     Ok(PutResponse {
         header: header(begin + 1),
         prev_kv: if req.prev_kv { prev } else { None },
@@ -73,7 +83,11 @@ pub fn delete_range<E: Engine>(
     })
 }
 
-fn range<E: Engine>(txn: &WriteTxn<'_, E>, req: &RangeRequest, begin: i64) -> Result<RangeResponse> {
+fn range<E: Engine>(
+    txn: &WriteTxn<'_, E>,
+    req: &RangeRequest,
+    begin: i64,
+) -> Result<RangeResponse> {
     let out = txn.range(req)?;
     Ok(RangeResponse {
         header: header(view_revision(txn, begin)),
@@ -149,7 +163,11 @@ fn compare_holds<E: Engine>(txn: &WriteTxn<'_, E>, c: &Compare) -> Result<bool> 
 
 /// The branch every (nested) txn takes, decided on the state before any write, in the order
 /// the txns are met depth-first — etcd's "txn path".
-fn txn_path<E: Engine>(txn: &WriteTxn<'_, E>, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+fn txn_path<E: Engine>(
+    txn: &WriteTxn<'_, E>,
+    req: &TxnRequest,
+    path: &mut Vec<bool>,
+) -> Result<()> {
     let mut ok = true;
     for c in &req.compare {
         if !compare_holds(txn, c)? {
@@ -168,7 +186,12 @@ fn txn_path<E: Engine>(txn: &WriteTxn<'_, E>, req: &TxnRequest, path: &mut Vec<b
 }
 
 /// Checks every op on the chosen path before anything is written.
-fn check_path<E: Engine>(txn: &WriteTxn<'_, E>, req: &TxnRequest, path: &[bool], at: &mut usize) -> Result<()> {
+fn check_path<E: Engine>(
+    txn: &WriteTxn<'_, E>,
+    req: &TxnRequest,
+    path: &[bool],
+    at: &mut usize,
+) -> Result<()> {
     let ok = path.get(*at).copied().unwrap_or(false);
     *at += 1;
     let ops = if ok { &req.success } else { &req.failure };
@@ -208,27 +231,39 @@ fn run_path<E: Engine>(
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let response = match &op.request {
-            Some(request_op::Request::RequestRange(r)) => Some(response_op::Response::ResponseRange(range(txn, r, begin)?)),
-            Some(request_op::Request::RequestPut(p)) => Some(response_op::Response::ResponsePut(put(txn, p, begin)?)),
-            Some(request_op::Request::RequestDeleteRange(d)) => {
-                Some(response_op::Response::ResponseDeleteRange(delete_range(txn, d, begin)?))
+            Some(request_op::Request::RequestRange(r)) => {
+                Some(response_op::Response::ResponseRange(range(txn, r, begin)?))
             }
-            Some(request_op::Request::RequestTxn(inner)) => {
-                Some(response_op::Response::ResponseTxn(run_path(txn, inner, path, at, begin, false)?))
+            Some(request_op::Request::RequestPut(p)) => {
+                Some(response_op::Response::ResponsePut(put(txn, p, begin)?))
             }
+            Some(request_op::Request::RequestDeleteRange(d)) => Some(
+                response_op::Response::ResponseDeleteRange(delete_range(txn, d, begin)?),
+            ),
+            Some(request_op::Request::RequestTxn(inner)) => Some(
+                response_op::Response::ResponseTxn(run_path(txn, inner, path, at, begin, false)?),
+            ),
             None => None,
         };
         responses.push(ResponseOp { response });
     }
     Ok(TxnResponse {
         // Nested txns carry an empty header, as etcd's do; the top one gets its revision.
-        header: if top { header(view_revision(txn, begin)) } else { Some(ResponseHeader::default()) },
+        header: if top {
+            header(view_revision(txn, begin))
+        } else {
+            Some(ResponseHeader::default())
+        },
         succeeded: ok,
         responses,
     })
 }
 
-pub fn txn<E: Engine>(txn: &mut WriteTxn<'_, E>, req: &TxnRequest, begin: i64) -> Result<TxnResponse> {
+pub fn txn<E: Engine>(
+    txn: &mut WriteTxn<'_, E>,
+    req: &TxnRequest,
+    begin: i64,
+) -> Result<TxnResponse> {
     let mut path = Vec::new();
     txn_path(txn, req, &mut path)?;
     check_path(txn, req, &path, &mut 0)?;

@@ -101,7 +101,7 @@ pub fn kv_key(enc: &[u8], rev: Revision) -> Vec<u8> {
 /// Seeking here (forward) lands on the newest version of `enc` whose main revision is
 /// `<= main`, or past all of `enc`'s versions if there is none.
 pub fn kv_seek_key(enc: &[u8], main: i64) -> Vec<u8> {
-    kv_key(enc, Revision::new(main, 0))
+    kv_key(enc, Revision::new(main, i64::MAX))
 }
 
 /// Splits a `Cf::Kv` key into the escaped user key and the revision.

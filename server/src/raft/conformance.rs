@@ -16,11 +16,22 @@ use crate::storage::RocksEngine;
 
 struct RocksBuilder;
 
-impl StoreBuilder<TypeConfig, LogStore<RocksEngine>, StateMachine<RocksEngine>, tempfile::TempDir> for RocksBuilder {
+impl StoreBuilder<TypeConfig, LogStore<RocksEngine>, StateMachine<RocksEngine>, tempfile::TempDir>
+    for RocksBuilder
+{
     async fn build(
         &self,
-    ) -> Result<(tempfile::TempDir, LogStore<RocksEngine>, StateMachine<RocksEngine>), StorageError<TypeConfig>> {
-        let err = |e: &dyn std::fmt::Display| StorageError::write(TypeConfig::err_from_string(e.to_string()));
+    ) -> Result<
+        (
+            tempfile::TempDir,
+            LogStore<RocksEngine>,
+            StateMachine<RocksEngine>,
+        ),
+        StorageError<TypeConfig>,
+    > {
+        let err = |e: &dyn std::fmt::Display| {
+            StorageError::write(TypeConfig::err_from_string(e.to_string()))
+        };
         let dir = tempfile::tempdir().map_err(|e| err(&e))?;
         let engine = Arc::new(RocksEngine::open(&dir.path().join("db")).map_err(|e| err(&e))?);
         let kv = Arc::new(KvStore::open(engine.clone()).map_err(|e| err(&e))?);

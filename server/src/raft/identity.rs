@@ -25,7 +25,10 @@ pub fn member_id(peer_urls: &[String], token: &str) -> NodeId {
 }
 
 pub fn cluster_id(members: &[InitialMember], token: &str) -> u64 {
-    let mut ids: Vec<NodeId> = members.iter().map(|m| member_id(&m.peer_urls, token)).collect();
+    let mut ids: Vec<NodeId> = members
+        .iter()
+        .map(|m| member_id(&m.peer_urls, token))
+        .collect();
     ids.sort_unstable();
     let b: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
     first_8(&b)
@@ -56,8 +59,14 @@ mod tests {
         assert_ne!(member_id(&a, "t"), member_id(&b, "t"));
         assert_ne!(member_id(&a, "t"), member_id(&a, "u"));
         let ms = vec![
-            InitialMember { name: "a".into(), peer_urls: a },
-            InitialMember { name: "b".into(), peer_urls: b },
+            InitialMember {
+                name: "a".into(),
+                peer_urls: a,
+            },
+            InitialMember {
+                name: "b".into(),
+                peer_urls: b,
+            },
         ];
         let mut rev = ms.clone();
         rev.reverse();

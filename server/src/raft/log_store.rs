@@ -67,7 +67,11 @@ impl<E: Engine> LogStore<E> {
 
     fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool) -> io::Result<()> {
         let mut batch = WriteBatch::default();
-        batch.put(Cf::RaftMeta, key.to_vec(), bincode::serialize(value).map_err(io_err)?);
+        batch.put(
+            Cf::RaftMeta,
+            key.to_vec(),
+            bincode::serialize(value).map_err(io_err)?,
+        );
         self.engine.write(batch, sync).map_err(io_err)
     }
 
@@ -115,10 +119,12 @@ impl<E: Engine> RaftLogReader<TypeConfig> for LogStore<E> {
         };
         let end_key = end.map(index_key);
         let mut out = Vec::new();
-        for item in self
-            .engine
-            .scan(Cf::RaftLog, &index_key(start), end_key.as_ref().map(|k| &k[..]), false)
-        {
+        for item in self.engine.scan(
+            Cf::RaftLog,
+            &index_key(start),
+            end_key.as_ref().map(|k| &k[..]),
+            false,
+        ) {
             let (_, bytes) = item.map_err(io_err)?;
             let entry: Entry = bincode::deserialize(&bytes).map_err(io_err)?;
             out.push(entry);
@@ -160,7 +166,11 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
         Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -179,15 +189,27 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
         let mut batch = WriteBatch::default();
-        batch.delete_range(Cf::RaftLog, index_key(from).to_vec(), index_key(u64::MAX).to_vec());
+        batch.delete_range(
+            Cf::RaftLog,
+            index_key(from).to_vec(),
+            index_key(u64::MAX).to_vec(),
+        );
         batch.delete(Cf::RaftLog, index_key(u64::MAX).to_vec());
         self.engine.write(batch, true).map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let mut batch = WriteBatch::default();
-        batch.put(Cf::RaftMeta, KEY_PURGED.to_vec(), bincode::serialize(&log_id).map_err(io_err)?);
-        batch.delete_range(Cf::RaftLog, index_key(0).to_vec(), index_key(log_id.index() + 1).to_vec());
+        batch.put(
+            Cf::RaftMeta,
+            KEY_PURGED.to_vec(),
+            bincode::serialize(&log_id).map_err(io_err)?,
+        );
+        batch.delete_range(
+            Cf::RaftLog,
+            index_key(0).to_vec(),
+            index_key(log_id.index() + 1).to_vec(),
+        );
         self.engine.write(batch, false).map_err(io_err)
     }
 }

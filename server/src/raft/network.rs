@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -69,7 +71,12 @@ pub struct PeerConnection {
 struct PeerError(String);
 
 impl PeerConnection {
-    async fn call<Req, Resp, F, Fut>(&mut self, req: &Req, ttl: Duration, rpc: F) -> Result<Resp, RPCError<TypeConfig>>
+    async fn call<Req, Resp, F, Fut>(
+        &mut self,
+        req: &Req,
+        ttl: Duration,
+        rpc: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -78,7 +85,11 @@ impl PeerConnection {
     {
         let client = match &self.client {
             Ok(c) => c.clone(),
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&PeerError(e.clone())))),
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&PeerError(
+                    e.clone(),
+                ))))
+            }
         };
         let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = match tokio::time::timeout(ttl, rpc(client, RaftPayload { data })).await {
@@ -104,8 +115,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, option.hard_ttl(), |mut c, p| async move { c.append_entries(p).await })
-            .await
+        self.call(&rpc, option.hard_ttl(), |mut c, p| async move {
+            c.append_entries(p).await
+        })
+        .await
     }
 
     async fn vote(
@@ -113,7 +126,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, option.hard_ttl(), |mut c, p| async move { c.vote(p).await }).await
+        self.call(&rpc, option.hard_ttl(), |mut c, p| async move {
+            c.vote(p).await
+        })
+        .await
     }
 
     async fn full_snapshot(

@@ -100,16 +100,24 @@ impl RaftNode {
         loop {
             match self.raft.client_write(cmd.clone()).await {
                 Ok(resp) => return Ok(resp.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
-                    (Some(id), Some(node)) if id != self.id => match self.forward(&node, &cmd).await {
-                        // The leader we know of is gone and never saw the request: wait for
-                        // the next one and try again (still inside the request timeout).
-                        Err(Error::NoLeader) => tokio::time::sleep(Duration::from_millis(50)).await,
-                        other => return other,
-                    },
-                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
-                },
-                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => return Err(Error::LeaderChanged),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    match (f.leader_id, f.leader_node) {
+                        (Some(id), Some(node)) if id != self.id => {
+                            match self.forward(&node, &cmd).await {
+                                // The leader we know of is gone and never saw the request: wait for
+                                // the next one and try again (still inside the request timeout).
+                                Err(Error::NoLeader) => {
+                                    tokio::time::sleep(Duration::from_millis(50)).await
+                                }
+                                other => return other,
+                            }
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                    return Err(Error::LeaderChanged)
+                }
                 Err(RaftError::Fatal(e)) => return Err(Error::Internal(e.to_string())),
                 Err(RaftError::APIError(e)) => return Err(Error::Internal(e.to_string())),
             }
@@ -121,7 +129,9 @@ impl RaftNode {
         match self.raft.client_write(cmd).await {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Error::NotLeader),
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(Error::LeaderChanged),
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                Err(Error::LeaderChanged)
+            }
             Err(e) => Err(Error::Internal(e.to_string())),
         }
     }
@@ -169,7 +179,9 @@ impl RaftNode {
             .get_read_linearizer(ReadPolicy::ReadIndex)
             .await
             .map_err(|e| match e {
-                RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(_)) => Error::NotLeader,
+                RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(
+                    _,
+                )) => Error::NotLeader,
                 RaftError::APIError(_) => Error::Timeout,
                 RaftError::Fatal(f) => Error::Internal(f.to_string()),
             })?;
@@ -214,7 +226,10 @@ impl RaftNode {
 }
 
 /// Serves read-index waiters in rounds: every waiter queued when a round starts shares it.
-async fn read_index_loop(node: std::sync::Weak<RaftNode>, mut rx: mpsc::UnboundedReceiver<ReadWaiter>) {
+async fn read_index_loop(
+    node: std::sync::Weak<RaftNode>,
+    mut rx: mpsc::UnboundedReceiver<ReadWaiter>,
+) {
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(more) = rx.try_recv() {

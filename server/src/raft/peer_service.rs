@@ -26,7 +26,8 @@ impl PeerService {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
-    bincode::deserialize(&req.into_inner().data).map_err(|e| Status::invalid_argument(e.to_string()))
+    bincode::deserialize(&req.into_inner().data)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
@@ -36,7 +37,10 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Statu
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let rpc = decode(req)?;
         let resp = self
             .node
@@ -49,16 +53,30 @@ impl Peer for PeerService {
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc = decode(req)?;
-        let resp = self.node.raft.vote(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let resp = self
+            .node
+            .raft
+            .vote(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         encode(&resp)
     }
 
-    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(req)?;
         let resp = self
             .node
             .raft
-            .install_full_snapshot(vote, Snapshot { meta, snapshot: data })
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: data,
+                },
+            )
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         encode(&resp)
@@ -70,7 +88,10 @@ impl Peer for PeerService {
         encode(&verdict)
     }
 
-    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+    async fn read_index(
+        &self,
+        _req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
         let index = self.node.leader_read_index().await?;
         Ok(Response::new(ReadIndexResponse {
             index,

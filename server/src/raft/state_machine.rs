@@ -95,11 +95,17 @@ impl<E: Engine> RaftSnapshotBuilder<TypeConfig> for StateMachine<E> {
             last_log_id: applied,
             last_membership: membership,
         };
-        let file = SnapshotFile { meta: meta.clone(), rows };
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            rows,
+        };
         let bytes = bincode::serialize(&file).map_err(io_err)?;
         self.save_snapshot_bytes(&bytes)?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
-        Ok(Snapshot { meta, snapshot: bytes })
+        Ok(Snapshot {
+            meta,
+            snapshot: bytes,
+        })
     }
 }
 
@@ -128,7 +134,11 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
         let file: SnapshotFile = bincode::deserialize(&snapshot).map_err(io_err)?;
         let mut batch = WriteBatch::default();
         for cf in REPLICATED {

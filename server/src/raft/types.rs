@@ -77,7 +77,8 @@ openraft::declare_raft_types!(
         Node = Member,
 );
 
-pub type Raft = openraft::Raft<TypeConfig, super::state_machine::StateMachine<crate::storage::RocksEngine>>;
+pub type Raft =
+    openraft::Raft<TypeConfig, super::state_machine::StateMachine<crate::storage::RocksEngine>>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;

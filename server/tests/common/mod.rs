@@ -145,7 +145,11 @@ impl Cluster {
     }
 
     pub fn endpoints(&self) -> String {
-        self.members.iter().map(|m| m.endpoint()).collect::<Vec<_>>().join(",")
+        self.members
+            .iter()
+            .map(|m| m.endpoint())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Waits (bounded) until member `i` serves a linearizable get.
