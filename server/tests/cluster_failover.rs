@@ -163,3 +163,21 @@ fn member_list_and_endpoint_status_cover_the_cluster() {
         "exactly one leader: {status}"
     );
 }
+
+#[test]
+fn kill_9_of_every_member_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(&setpoint_bin(), 3, &[]);
+    let eps = cluster.endpoints();
+    let acked = write_keys(&eps, "all", 0..40);
+    assert_eq!(acked.len(), 40);
+    for m in &mut cluster.members {
+        m.kill();
+    }
+    for m in &mut cluster.members {
+        m.start();
+    }
+    for i in 0..3 {
+        cluster.wait_ready(i);
+    }
+    assert_eq!(converged(&cluster, "all-"), acked);
+}
