@@ -116,6 +116,10 @@ pub async fn run(
             tracing::info!(error = %e, "cluster already initialized");
         }
     }
+    if members.len() == 1 && members.contains_key(&id) {
+        // Alone in the cluster: no one to wait for, campaign now instead of after a timeout.
+        let _ = raft.trigger().elect(false).await;
+    }
     let request_timeout = Duration::from_secs(5) + 2 * config.election_timeout;
     let node = RaftNode::new(raft, id, cluster_id, request_timeout);
     tracing::info!(
