@@ -28,9 +28,12 @@ impl Compactor {
         let start = kv.compact_revision();
         let (req_tx, mut req_rx) = watch::channel(start);
         let (done_tx, done_rx) = watch::channel(0i64);
+        // Held weakly: the worker must never keep the store (and its database) open.
+        let kv = Arc::downgrade(&kv);
         std::thread::Builder::new().name("mvcc-compactor".into()).spawn(move || loop {
             let target = *req_rx.borrow_and_update();
             loop {
+                let Some(kv) = kv.upgrade() else { return };
                 match kv.physical_compaction_step(STEP_KEYS) {
                     Ok(true) => break,
                     Ok(false) => continue,

@@ -51,7 +51,8 @@ impl<E: Engine> LogStore<E> {
     /// Opens the log over `engine` and starts its syncer thread.
     pub fn new(engine: Arc<E>) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
-        let sync_engine = engine.clone();
+        // The syncer holds the engine weakly: it must never keep a database open on its own.
+        let sync_engine = Arc::downgrade(&engine);
         std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || sync_loop(sync_engine, rx))?;
@@ -89,13 +90,16 @@ impl<E: Engine> LogStore<E> {
 }
 
 /// Drains every pending append, fsyncs once, completes them all.
-fn sync_loop<E: Engine>(engine: Arc<E>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+fn sync_loop<E: Engine>(engine: std::sync::Weak<E>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         while let Ok(more) = rx.try_recv() {
             waiting.push(more);
         }
-        let result = engine.sync_wal();
+        let result = match engine.upgrade() {
+            Some(engine) => engine.sync_wal(),
+            None => Err(crate::storage::StorageError::Closed),
+        };
         for callback in waiting {
             callback.io_completed(result.as_ref().map(|_| ()).map_err(io_err));
         }

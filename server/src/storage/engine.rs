@@ -18,6 +18,8 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     #[error("column family {0} is missing")]
     MissingCf(&'static str),
+    #[error("storage engine is closed")]
+    Closed,
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
