@@ -17,6 +17,7 @@ use setpoint_proto::setpointpb::peer_server::PeerServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::api::authority;
 use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
 use crate::api::maintenance::MaintenanceService;
@@ -173,7 +174,9 @@ pub async fn run(
                     MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
                         .max_decoding_message_size(max_recv),
                 )
-                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                // Client connections go through AuthorityFix: etcd clients that send a
+                // malformed :authority (etcdctl --cluster, clientv3 3.5.0) must work.
+                .serve_with_incoming_shutdown(authority::incoming(l), async move {
                     let _ = stop.wait_for(|s| *s).await;
                 }),
         ));

@@ -5,6 +5,7 @@
 //! (or at once when serializable), and fills etcd's response header. Services not built yet
 //! are simply not registered: tonic answers UNIMPLEMENTED for them, as a client expects.
 
+pub mod authority;
 pub mod cluster;
 pub mod kv;
 pub mod maintenance;
