@@ -547,11 +547,18 @@ impl Rewriter {
                     match fixed_authority(value) {
                         Some(v) if v.len() == value.len() => v,
                         Some(v) => {
-                            tracing::debug!(from = %String::from_utf8_lossy(value), to = %String::from_utf8_lossy(v), "rewrote :authority");
+                            if tracing::enabled!(tracing::Level::DEBUG) {
+                                let (from, to) =
+                                    (String::from_utf8_lossy(value), String::from_utf8_lossy(v));
+                                tracing::debug!(%from, %to, "rewrote :authority");
+                            }
                             v
                         }
                         None => {
-                            tracing::debug!(value = %String::from_utf8_lossy(value), "dropped invalid :authority");
+                            if tracing::enabled!(tracing::Level::DEBUG) {
+                                let value = String::from_utf8_lossy(value);
+                                tracing::debug!(%value, "dropped invalid :authority");
+                            }
                             return Ok(());
                         }
                     }
@@ -1992,7 +1999,8 @@ mod tests {
     }
 
     /// Not a test of behaviour: prints what the rewrite costs per request.
-    /// `cargo test --release -p setpoint-server --lib authority::tests::cost -- --ignored --nocapture`
+    /// `cargo test --release -p setpoint-server --lib authority::tests::cost -- --ignored
+    /// --nocapture`
     #[test]
     #[ignore]
     fn cost() {
