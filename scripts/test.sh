@@ -7,4 +7,8 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
-cargo test --release --workspace
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --release --workspace --lib --bins --tests 2>&1 | tee "$log"
+# One closing line for the whole run (cargo prints one summary per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"
