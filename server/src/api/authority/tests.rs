@@ -1,0 +1,1098 @@
+//! Tests of the :authority repair: rewriting, framing, HPACK agreement, real servers.
+
+use std::task::Waker;
+
+use tokio::io::AsyncReadExt;
+
+use super::*;
+
+// ----- building client byte streams -----
+
+fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Preface, SETTINGS (one setting) and a connection WINDOW_UPDATE, as clients open.
+fn opening() -> Vec<u8> {
+    let mut v = PREFACE.to_vec();
+    v.extend(frame(0x4, 0, 0, &[0, 4, 0, 0x40, 0, 0]));
+    v.extend(frame(0x8, 0, 0, &[0, 0x0f, 0, 0x01]));
+    v
+}
+
+enum Name<'a> {
+    Idx(usize),
+    Lit(&'a [u8]),
+}
+
+/// One HPACK representation, written the way a client's encoder may write it.
+enum Rep<'a> {
+    Indexed(usize),
+    /// Kind (0x40 with indexing, 0x00 without, 0x10 never), name, value, Huffman-coded?
+    Literal(u8, Name<'a>, &'a [u8], bool),
+    SizeUpdate(usize),
+}
+
+fn put_string(dst: &mut Vec<u8>, s: &[u8], huffman: bool) {
+    if huffman {
+        let mut h = Vec::new();
+        httlib_huffman::encode(s, &mut h).unwrap();
+        hpack::encode_int(dst, h.len(), 7, 0x80);
+        dst.extend_from_slice(&h);
+    } else {
+        hpack::encode_int(dst, s.len(), 7, 0);
+        dst.extend_from_slice(s);
+    }
+}
+
+fn encode(reps: &[Rep]) -> Vec<u8> {
+    let mut dst = Vec::new();
+    for rep in reps {
+        match rep {
+            Rep::Indexed(i) => hpack::encode_int(&mut dst, *i, 7, 0x80),
+            Rep::SizeUpdate(n) => hpack::encode_int(&mut dst, *n, 5, 0x20),
+            Rep::Literal(kind, name, value, huffman) => {
+                let prefix = if *kind == 0x40 { 6 } else { 4 };
+                match name {
+                    Name::Idx(i) => hpack::encode_int(&mut dst, *i, prefix, *kind),
+                    Name::Lit(n) => {
+                        dst.push(*kind);
+                        put_string(&mut dst, n, *huffman);
+                    }
+                }
+                put_string(&mut dst, value, *huffman);
+            }
+        }
+    }
+    dst
+}
+
+/// The first request of a grpc-go client: everything new is Huffman-coded and indexed.
+fn first_request(authority: &[u8]) -> Vec<u8> {
+    encode(&[
+        Rep::Indexed(3), // :method POST
+        Rep::Indexed(6), // :scheme http
+        Rep::Literal(
+            0x40,
+            Name::Idx(4),
+            b"/etcdserverpb.Maintenance/Status",
+            true,
+        ),
+        Rep::Literal(0x40, Name::Idx(1), authority, true),
+        Rep::Literal(0x40, Name::Idx(31), b"application/grpc", true),
+        Rep::Literal(0x40, Name::Idx(58), b"grpc-go/1.26.0", true),
+        Rep::Literal(0x40, Name::Lit(b"te"), b"trailers", true),
+        Rep::Literal(0x00, Name::Lit(b"grpc-timeout"), b"4999876u", true),
+    ])
+}
+
+/// A later request on the same connection: the repeated fields by dynamic index (62 is
+/// the newest entry: te, then user-agent, content-type, :authority, :path).
+fn second_request() -> Vec<u8> {
+    encode(&[
+        Rep::Indexed(3),
+        Rep::Indexed(6),
+        Rep::Indexed(66),
+        Rep::Indexed(65),
+        Rep::Indexed(64),
+        Rep::Indexed(63),
+        Rep::Indexed(62),
+        Rep::Literal(0x10, Name::Lit(b"token"), b"secret", false),
+    ])
+}
+
+fn expected(authority: Option<&[u8]>, token: bool) -> Fields {
+    let mut v: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", b"/etcdserverpb.Maintenance/Status"),
+    ];
+    if let Some(a) = authority {
+        v.push((b":authority", a));
+    }
+    v.extend([
+        (&b"content-type"[..], &b"application/grpc"[..]),
+        (b"user-agent", b"grpc-go/1.26.0"),
+        (b"te", b"trailers"),
+    ]);
+    if token {
+        v.push((b"token", b"secret"));
+    } else {
+        v.push((b"grpc-timeout", b"4999876u"));
+    }
+    v.into_iter()
+        .map(|(n, v)| (n.to_vec(), v.to_vec()))
+        .collect()
+}
+
+fn data_frame(stream: u32, len: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|i| (i * 7 + stream as usize) as u8).collect();
+    frame(0x0, 0x1, stream, &payload)
+}
+
+/// Two requests; the second refers to the first's table entries.
+fn two_requests(authority: &[u8]) -> Vec<u8> {
+    let mut v = opening();
+    v.extend(frame(0x1, FLAG_END_HEADERS, 1, &first_request(authority)));
+    v.extend(data_frame(1, 300));
+    v.extend(frame(0x1, FLAG_END_HEADERS, 3, &second_request()));
+    v.extend(data_frame(3, 20_000));
+    v.extend(frame(0x6, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8])); // PING
+    v
+}
+
+// ----- running bytes through the rewriter -----
+
+/// Hands out its input `chunk` bytes at a time, answering Pending (after a wake) every
+/// third call.
+struct Chunked {
+    data: Vec<u8>,
+    pos: usize,
+    chunk: usize,
+    calls: usize,
+}
+
+impl AsyncRead for Chunked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.calls += 1;
+        if self.calls.is_multiple_of(3) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let n = self
+            .chunk
+            .min(self.data.len() - self.pos)
+            .min(buf.remaining());
+        let pos = self.pos;
+        buf.put_slice(&self.data[pos..pos + n]);
+        self.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Runs `input` through an [`AuthorityFix`], reading with a `read_size` buffer.
+fn rewrite(input: &[u8], chunk: usize, read_size: usize) -> io::Result<Vec<u8>> {
+    let inner = Chunked {
+        data: input.to_vec(),
+        pos: 0,
+        chunk,
+        calls: 0,
+    };
+    let mut fix = AuthorityFix::new(inner);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; read_size];
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        let mut rb = ReadBuf::new(&mut buf);
+        match Pin::new(&mut fix).poll_read(&mut cx, &mut rb) {
+            Poll::Pending => continue,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n == 0 {
+                    return Ok(out);
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+}
+
+struct Frame {
+    ty: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+fn parse_frames(mut bytes: &[u8]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        assert!(bytes.len() >= 9, "truncated frame header");
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        let stream = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]);
+        assert!(bytes.len() >= 9 + len, "truncated frame");
+        frames.push(Frame {
+            ty: bytes[3],
+            flags: bytes[4],
+            stream,
+            payload: bytes[9..9 + len].to_vec(),
+        });
+        bytes = &bytes[9 + len..];
+    }
+    frames
+}
+
+/// What came out: the non-header frames, and each header block decoded (by loona-hpack,
+/// one context for the connection, as h2 would), after checking the framing rules the
+/// rewrite promises.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+struct Output {
+    others: Vec<Frame>,
+    /// (stream, HEADERS flags, fields)
+    blocks: Vec<(u32, u8, Fields)>,
+    header_frames: Vec<Frame>,
+}
+
+fn inspect(out: &[u8]) -> Output {
+    assert_eq!(&out[..24], PREFACE);
+    let mut loona = loona_hpack::Decoder::new();
+    let mut ours = hpack::Decoder::new(HEADER_TABLE_SIZE);
+    let mut result = Output {
+        others: Vec::new(),
+        blocks: Vec::new(),
+        header_frames: Vec::new(),
+    };
+    let mut open: Option<(u32, u8, Vec<u8>)> = None;
+    for f in parse_frames(&out[24..]) {
+        if f.ty == TYPE_HEADERS || f.ty == TYPE_CONTINUATION {
+            assert!(f.payload.len() <= MAX_FRAME_PAYLOAD, "frame over 16384");
+            assert_eq!(f.flags & FLAG_PADDED, 0, "padding emitted");
+            let mut fragment = &f.payload[..];
+            if f.ty == TYPE_HEADERS {
+                assert!(open.is_none(), "HEADERS inside a block");
+                if f.flags & FLAG_PRIORITY != 0 {
+                    fragment = &fragment[5..];
+                }
+                open = Some((f.stream, f.flags, Vec::new()));
+            } else {
+                assert_eq!(f.flags & !FLAG_END_HEADERS, 0, "stray CONTINUATION flags");
+            }
+            let (stream, _, block) = open.as_mut().expect("CONTINUATION outside a block");
+            assert_eq!(*stream, f.stream);
+            block.extend_from_slice(fragment);
+            if f.flags & FLAG_END_HEADERS != 0 {
+                let (stream, flags, block) = open.take().unwrap();
+                let fields = loona.decode(&block).expect("loona decodes the output");
+                ours.decode(&block, |_, _| Ok(()))
+                    .expect("we decode the output");
+                assert_eq!(ours.dynamic_len(), 0, "output indexed something");
+                result.blocks.push((stream, flags, fields));
+            }
+            result.header_frames.push(f);
+        } else {
+            assert!(open.is_none(), "frame inside a header block");
+            result.others.push(f);
+        }
+    }
+    assert!(open.is_none(), "unterminated header block");
+    result
+}
+
+fn others_of(input: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    parse_frames(&input[24..])
+        .into_iter()
+        .filter(|f| f.ty != TYPE_HEADERS && f.ty != TYPE_CONTINUATION)
+        .map(|f| (f.ty, f.flags, f.stream, f.payload))
+        .collect()
+}
+
+fn others(out: &Output) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    out.others
+        .iter()
+        .map(|f| (f.ty, f.flags, f.stream, f.payload.clone()))
+        .collect()
+}
+
+// ----- tests -----
+
+#[test]
+fn url_authority_becomes_host_port_and_the_rest_is_unchanged() {
+    let input = two_requests(b"http://127.0.0.1:2379");
+    // Frame boundaries fall everywhere; reads come in every size, down to one byte.
+    for (chunk, read_size) in [
+        (1 << 20, 8192),
+        (1, 8192),
+        (7, 100),
+        (9, 64),
+        (100, 1),
+        (3, 63),
+        (4096, 65),
+        (1 << 20, 16_400),
+    ] {
+        let out = rewrite(&input, chunk, read_size).unwrap();
+        let o = inspect(&out);
+        assert_eq!(o.blocks.len(), 2, "chunk {chunk} read {read_size}");
+        assert_eq!(o.blocks[0].0, 1);
+        assert_eq!(o.blocks[0].2, expected(Some(b"127.0.0.1:2379"), false));
+        assert_eq!(o.blocks[1].0, 3);
+        assert_eq!(o.blocks[1].2, expected(Some(b"127.0.0.1:2379"), true));
+        assert_eq!(
+            others(&o),
+            others_of(&input),
+            "chunk {chunk} read {read_size}"
+        );
+    }
+}
+
+#[test]
+fn etcd_initially_list_authority_is_repaired() {
+    let input = two_requests(b"#initially=[http://127.0.0.1:2379;http://127.0.0.1:22379]");
+    let o = inspect(&rewrite(&input, 1 << 20, 8192).unwrap());
+    assert_eq!(o.blocks[0].2, expected(Some(b"127.0.0.1:2379"), false));
+    assert_eq!(o.blocks[1].2, expected(Some(b"127.0.0.1:2379"), true));
+}
+
+#[test]
+fn valid_authority_passes_unchanged() {
+    let input = two_requests(b"127.0.0.1:2379");
+    let o = inspect(&rewrite(&input, 1 << 20, 8192).unwrap());
+    assert_eq!(o.blocks[0].2, expected(Some(b"127.0.0.1:2379"), false));
+    assert_eq!(o.blocks[1].2, expected(Some(b"127.0.0.1:2379"), true));
+    assert_eq!(others(&o), others_of(&input));
+}
+
+#[test]
+fn unrepairable_authority_is_dropped() {
+    for bad in [&b"#no-url-here"[..], b"", b"http://", b"http://bad host:1"] {
+        let input = two_requests(bad);
+        let o = inspect(&rewrite(&input, 1 << 20, 8192).unwrap());
+        assert_eq!(o.blocks[0].2, expected(None, false), "{bad:?}");
+        assert_eq!(o.blocks[1].2, expected(None, true), "{bad:?}");
+    }
+}
+
+#[test]
+fn fixed_authority_cases() {
+    let cases: [(&str, Option<&str>); 12] = [
+        ("127.0.0.1:2379", Some("127.0.0.1:2379")),
+        ("localhost", Some("localhost")),
+        ("http://127.0.0.1:2379", Some("127.0.0.1:2379")),
+        ("https://example.com:2379/path", Some("example.com:2379")),
+        ("#initially=[http://127.0.0.1:2379]", Some("127.0.0.1:2379")),
+        ("#initially=[http://a:1;http://b:2]", Some("a:1")),
+        ("#initially=[http://a:1,http://b:2]", Some("a:1")),
+        ("http://[::1]:2379", Some("[::1]:2379")),
+        ("#initially=[http://[::1]:2379]", Some("[::1]:2379")),
+        ("passthrough:///10.0.0.1:2379", Some("10.0.0.1:2379")),
+        ("", None),
+        ("http://", None),
+    ];
+    for (value, want) in cases {
+        assert_eq!(
+            fixed_authority(value.as_bytes()),
+            want.map(str::as_bytes),
+            "{value:?}"
+        );
+    }
+    assert_eq!(fixed_authority(b"no scheme here"), None);
+}
+
+#[test]
+fn continuation_padding_and_priority_are_handled() {
+    let block = first_request(b"http://127.0.0.1:2379");
+    let (a, rest) = block.split_at(10);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    // HEADERS: PADDED (pad 7) + PRIORITY + END_STREAM, then two CONTINUATIONs.
+    let mut payload = vec![7u8];
+    let priority = [0x80, 0, 0, 1, 200];
+    payload.extend_from_slice(&priority);
+    payload.extend_from_slice(a);
+    payload.extend_from_slice(&[0; 7]);
+    let mut input = opening();
+    input.extend(frame(
+        TYPE_HEADERS,
+        FLAG_PADDED | FLAG_PRIORITY | FLAG_END_STREAM,
+        3,
+        &payload,
+    ));
+    input.extend(frame(TYPE_CONTINUATION, 0, 3, b));
+    input.extend(frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 3, c));
+    input.extend(frame(0x6, 0, 0, &[9; 8]));
+    for (chunk, read_size) in [(1 << 20, 8192), (1, 8192), (5, 3)] {
+        let o = inspect(&rewrite(&input, chunk, read_size).unwrap());
+        assert_eq!(o.blocks.len(), 1);
+        let (stream, flags, fields) = &o.blocks[0];
+        assert_eq!(*stream, 3);
+        assert_eq!(*flags, FLAG_END_HEADERS | FLAG_END_STREAM | FLAG_PRIORITY);
+        assert_eq!(*fields, expected(Some(b"127.0.0.1:2379"), false));
+        assert_eq!(o.header_frames.len(), 1);
+        assert_eq!(&o.header_frames[0].payload[..5], &priority);
+        assert_eq!(others(&o), others_of(&input));
+    }
+}
+
+#[test]
+fn block_over_16k_after_reencoding_is_split() {
+    // Digits Huffman-code to 5 bits: 20000 of them arrive in 12500 bytes, one frame, and
+    // re-encoded raw they need two frames; a 40000-byte raw value needs three.
+    let digits: Vec<u8> = (0..20_000).map(|i| b'0' + (i % 10) as u8).collect();
+    let big: Vec<u8> = (0..40_000).map(|i| b'a' + (i % 26) as u8).collect();
+    for (value, huffman) in [(&digits, true), (&big, false)] {
+        let block = encode(&[
+            Rep::Indexed(3),
+            Rep::Indexed(6),
+            Rep::Literal(0x00, Name::Idx(4), b"/x", false),
+            Rep::Literal(0x00, Name::Idx(1), b"http://h:1", huffman),
+            Rep::Literal(0x00, Name::Lit(b"x-big"), value, huffman),
+        ]);
+        let mut input = opening();
+        let mut frames = block.chunks(MAX_FRAME_PAYLOAD).peekable();
+        let mut first = true;
+        while let Some(f) = frames.next() {
+            let ty = if first {
+                TYPE_HEADERS
+            } else {
+                TYPE_CONTINUATION
+            };
+            let mut flags = if first { FLAG_END_STREAM } else { 0 };
+            if frames.peek().is_none() {
+                flags |= FLAG_END_HEADERS;
+            }
+            input.extend(frame(ty, flags, 1, f));
+            first = false;
+        }
+        input.extend(data_frame(3, 10));
+        let o = inspect(&rewrite(&input, 1 << 20, 8192).unwrap());
+        let want_frames = value.len().div_ceil(MAX_FRAME_PAYLOAD).max(2);
+        assert!(
+            o.header_frames.len() >= want_frames,
+            "{} frames",
+            o.header_frames.len()
+        );
+        let n = o.header_frames.len();
+        for (i, f) in o.header_frames.iter().enumerate() {
+            assert_eq!(
+                f.ty,
+                if i == 0 {
+                    TYPE_HEADERS
+                } else {
+                    TYPE_CONTINUATION
+                }
+            );
+            assert_eq!(f.flags & FLAG_END_HEADERS != 0, i == n - 1);
+            assert_eq!(f.flags & FLAG_END_STREAM != 0, i == 0);
+        }
+        let fields = &o.blocks[0].2;
+        assert_eq!(fields[3], (b":authority".to_vec(), b"h:1".to_vec()));
+        assert_eq!(fields[4], (b"x-big".to_vec(), value.clone()));
+        assert_eq!(others(&o), others_of(&input));
+    }
+}
+
+#[test]
+fn table_size_updates_are_followed() {
+    // The client shrinks its table to 0 (evicting everything), then grows it back.
+    let mut input = opening();
+    input.extend(frame(1, FLAG_END_HEADERS, 1, &first_request(b"http://h:1")));
+    let mut b2 = encode(&[Rep::SizeUpdate(0), Rep::SizeUpdate(4096)]);
+    b2.extend(first_request(b"http://h:2"));
+    input.extend(frame(1, FLAG_END_HEADERS, 3, &b2));
+    input.extend(frame(1, FLAG_END_HEADERS, 5, &second_request()));
+    let o = inspect(&rewrite(&input, 1 << 20, 8192).unwrap());
+    assert_eq!(o.blocks[1].2, expected(Some(b"h:2"), false));
+    assert_eq!(o.blocks[2].2, expected(Some(b"h:2"), true));
+    // Over SETTINGS_HEADER_TABLE_SIZE, or after a field: an error.
+    for bad in [
+        encode(&[Rep::SizeUpdate(4097), Rep::Indexed(2)]),
+        encode(&[Rep::Indexed(2), Rep::SizeUpdate(100)]),
+    ] {
+        let mut input = opening();
+        input.extend(frame(1, FLAG_END_HEADERS, 1, &bad));
+        assert!(rewrite(&input, 1 << 20, 8192).is_err());
+    }
+}
+
+#[test]
+fn malformed_input_is_an_error_not_a_panic() {
+    let bad_blocks: Vec<Vec<u8>> = vec![
+        vec![0x80],                                     // index 0
+        vec![0xff, 0x80],                               // truncated integer
+        vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], // integer too large
+        vec![0xbe],                                     // index 62, table empty
+        vec![0x04, 0x05, b'a'],                         // truncated string
+        vec![0x04, 0x82, 0xff, 0xff],                   // bad Huffman (EOS)
+        vec![0x00],                                     // literal name missing
+    ];
+    for block in bad_blocks {
+        let mut input = opening();
+        input.extend(frame(1, FLAG_END_HEADERS, 1, &block));
+        input.extend(data_frame(1, 10));
+        let inner = Chunked {
+            data: input.clone(),
+            pos: 0,
+            chunk: 1 << 20,
+            calls: 0,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut fix = AuthorityFix::new(inner);
+            let mut sink = Vec::new();
+            let e = fix.read_to_end(&mut sink).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{block:?}");
+            // It stays failed.
+            assert!(fix.read(&mut [0; 64]).await.is_err());
+        });
+    }
+    // Framing errors: a DATA frame inside a header block; a block over 1 MiB; padding
+    // longer than the frame.
+    let mut interleaved = opening();
+    interleaved.extend(frame(1, 0, 1, &[0x82]));
+    interleaved.extend(data_frame(1, 4));
+    let mut huge = opening();
+    huge.extend(frame(1, 0, 1, &[0x82]));
+    for _ in 0..70 {
+        huge.extend(frame(TYPE_CONTINUATION, 0, 1, &[0x82; 16_384]));
+    }
+    let mut padded = opening();
+    padded.extend(frame(1, FLAG_PADDED | FLAG_END_HEADERS, 1, &[9, 0x82]));
+    let mut wrong_stream = opening();
+    wrong_stream.extend(frame(1, 0, 1, &[0x82]));
+    wrong_stream.extend(frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 3, &[0x84]));
+    for input in [interleaved, huge, padded, wrong_stream] {
+        let e = rewrite(&input, 1 << 20, 8192).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+}
+
+#[test]
+fn random_garbage_never_panics() {
+    let valid = two_requests(b"http://127.0.0.1:2379");
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..3000 {
+        let mut input = valid.clone();
+        if i % 2 == 0 {
+            // Flip a few bytes after the preface.
+            for _ in 0..1 + rnd() % 4 {
+                let at = 24 + (rnd() as usize) % (input.len() - 24);
+                input[at] ^= 1 << (rnd() % 8);
+            }
+        } else {
+            // A valid opening, then random bytes shaped like a HEADERS frame.
+            input = opening();
+            let len = (rnd() % 64) as usize;
+            let body: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+            input.extend(frame(1, (rnd() as u8) | FLAG_END_HEADERS, 1, &body));
+        }
+        let chunk = 1 + (rnd() % 50) as usize;
+        match rewrite(&input, chunk, 1 + (rnd() % 200) as usize) {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    assert!(ok > 0 && failed > 0, "ok {ok} failed {failed}");
+}
+
+#[test]
+fn non_http2_bytes_pass_through() {
+    let input = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    assert_eq!(rewrite(&input, 5, 7).unwrap(), input);
+}
+
+/// RFC 7541 C.3 and C.4: the same three requests, without and with Huffman coding.
+#[test]
+fn rfc7541_request_examples() {
+    let plain: [&[u8]; 3] = [
+        b"\x82\x86\x84\x41\x0fwww.example.com",
+        b"\x82\x86\x84\xbe\x58\x08no-cache",
+        b"\x82\x87\x85\xbf\x40\x0acustom-key\x0ccustom-value",
+    ];
+    let huffman: [&[u8]; 3] = [
+        &[
+            0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab,
+            0x90, 0xf4, 0xff,
+        ],
+        &[
+            0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf,
+        ],
+        &[
+            0x82, 0x87, 0x85, 0xbf, 0x40, 0x88, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xa9, 0x7d, 0x7f,
+            0x89, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xb8, 0xe8, 0xb4, 0xbf,
+        ],
+    ];
+    let want: [Vec<(&[u8], &[u8])>; 3] = [
+        vec![
+            (b":method", b"GET"),
+            (b":scheme", b"http"),
+            (b":path", b"/"),
+            (b":authority", b"www.example.com"),
+        ],
+        vec![
+            (b":method", b"GET"),
+            (b":scheme", b"http"),
+            (b":path", b"/"),
+            (b":authority", b"www.example.com"),
+            (b"cache-control", b"no-cache"),
+        ],
+        vec![
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":path", b"/index.html"),
+            (b":authority", b"www.example.com"),
+            (b"custom-key", b"custom-value"),
+        ],
+    ];
+    for blocks in [plain, huffman] {
+        let mut d = hpack::Decoder::new(HEADER_TABLE_SIZE);
+        for (block, want) in blocks.iter().zip(&want) {
+            let mut got: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            d.decode(block, |n, v| {
+                got.push((n.to_vec(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+            let want: Vec<_> = want.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+            assert_eq!(got, want);
+        }
+    }
+}
+
+/// RFC 7541 §4.4: an entry larger than the table empties it, and the table is then
+/// really empty (its full size is available again).
+#[test]
+fn oversized_entry_empties_the_table() {
+    let a = vec![b'a'; 2000];
+    let b = vec![b'b'; 5000];
+    let c = vec![b'c'; 100];
+    let d = vec![b'd'; 2100];
+    let blocks = [
+        encode(&[Rep::Literal(0x40, Name::Lit(b"a"), &a, false)]),
+        encode(&[Rep::Literal(0x40, Name::Lit(b"b"), &b, false)]),
+        encode(&[
+            Rep::Literal(0x40, Name::Lit(b"c"), &c, false),
+            Rep::Literal(0x40, Name::Lit(b"d"), &d, true),
+            Rep::Indexed(63),
+            Rep::Indexed(62),
+        ]),
+    ];
+    let mut ours = hpack::Decoder::new(HEADER_TABLE_SIZE);
+    let mut fields = Vec::new();
+    for block in &blocks {
+        fields.clear();
+        ours.decode(block, |n, v| {
+            fields.push((n.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(fields[2], (b"c".to_vec(), c));
+    assert_eq!(fields[3], (b"d".to_vec(), d));
+    assert_eq!(ours.dynamic_len(), 2);
+    let mut loona = loona_hpack::Decoder::new();
+    let mut last = Vec::new();
+    for block in &blocks {
+        last = loona.decode(block).unwrap();
+    }
+    assert_eq!(last, fields);
+}
+
+/// Our decoder and loona-hpack agree on random block sequences: every representation,
+/// static and dynamic indices (some out of range), Huffman or not, evictions, size updates.
+#[test]
+fn decoder_agrees_with_loona_hpack() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut agreed_ok, mut agreed_err) = (0, 0);
+    for _connection in 0..1000 {
+        let mut ours = hpack::Decoder::new(HEADER_TABLE_SIZE);
+        let mut loona = loona_hpack::Decoder::new();
+        loona.set_max_allowed_table_size(HEADER_TABLE_SIZE);
+        for _block in 0..20 {
+            let mut block = Vec::new();
+            if rnd() % 8 == 0 {
+                let size = [0, 100, 1000, 4096][(rnd() % 4) as usize];
+                hpack::encode_int(&mut block, size, 5, 0x20);
+            }
+            for _field in 0..1 + rnd() % 8 {
+                let dynamic = ours.dynamic_len();
+                let index = |r: u64| {
+                    if r.is_multiple_of(64) {
+                        62 + dynamic + (r % 3) as usize // sometimes past the table
+                    } else if dynamic > 0 && r.is_multiple_of(2) {
+                        62 + (r as usize / 2) % dynamic
+                    } else {
+                        1 + (r as usize / 2) % 61
+                    }
+                };
+                let name_buf: Vec<u8> = (0..1 + rnd() % 10)
+                    .map(|_| b'a' + (rnd() % 26) as u8)
+                    .collect();
+                let vlen = if rnd() % 20 == 0 {
+                    1000 + rnd() % 3000
+                } else {
+                    rnd() % 40
+                };
+                let value: Vec<u8> = (0..vlen).map(|_| rnd() as u8).collect();
+                let huffman = rnd() % 2 == 0;
+                let kind = [0x40, 0x00, 0x10][(rnd() % 3) as usize];
+                let rep = match rnd() % 3 {
+                    0 => Rep::Indexed(index(rnd())),
+                    1 => Rep::Literal(kind, Name::Idx(index(rnd())), &value, huffman),
+                    _ => Rep::Literal(kind, Name::Lit(&name_buf), &value, huffman),
+                };
+                block.extend(encode(&[rep]));
+            }
+            let mut got = Vec::new();
+            let r1 = ours.decode(&block, |n, v| {
+                got.push((n.to_vec(), v.to_vec()));
+                Ok(())
+            });
+            let r2 = loona.decode(&block);
+            match (r1, r2) {
+                (Ok(()), Ok(want)) => {
+                    assert_eq!(got, want);
+                    agreed_ok += 1;
+                }
+                (Err(_), Err(_)) => {
+                    agreed_err += 1;
+                    break; // both refuse: the connection would end
+                }
+                (r1, r2) => panic!("disagree: ours {r1:?}, loona {:?}", r2.map(|_| ())),
+            }
+        }
+    }
+    assert!(
+        agreed_ok > 3000 && agreed_err > 10,
+        "ok {agreed_ok}, errors {agreed_err}"
+    );
+}
+
+// ----- through a real tonic server -----
+
+/// Sends one gRPC request with `:authority` `authority` on a raw HTTP/2 connection to
+/// `addr`; returns the server's answer on stream 1: `Ok(fields)` for response HEADERS,
+/// `Err(code)` for RST_STREAM.
+async fn raw_grpc_call(addr: std::net::SocketAddr, authority: &[u8]) -> Result<Fields, u32> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = opening();
+    let block = encode(&[
+        Rep::Indexed(3),
+        Rep::Indexed(6),
+        Rep::Literal(
+            0x40,
+            Name::Idx(4),
+            b"/etcdserverpb.Maintenance/Status",
+            true,
+        ),
+        Rep::Literal(0x40, Name::Idx(1), authority, true),
+        Rep::Literal(0x40, Name::Idx(31), b"application/grpc", true),
+        Rep::Literal(0x40, Name::Lit(b"te"), b"trailers", true),
+    ]);
+    req.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &block));
+    req.extend(frame(0x0, 0x1, 1, &[0, 0, 0, 0, 0]));
+    s.write_all(&req).await.unwrap();
+    let mut loona = loona_hpack::Decoder::new();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+            .await
+            .expect("server answered in time")
+            .unwrap();
+        assert!(n > 0, "server closed the connection");
+        got.extend_from_slice(&chunk[..n]);
+        let mut rest = &got[..];
+        while rest.len() >= 9 {
+            let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+            if rest.len() < 9 + len {
+                break;
+            }
+            let (ty, stream, payload) = (
+                rest[3],
+                stream_id([rest[5], rest[6], rest[7], rest[8]]),
+                &rest[9..9 + len],
+            );
+            if ty == TYPE_HEADERS {
+                let fields = loona.decode(payload).unwrap();
+                if stream == 1 {
+                    return Ok(fields);
+                }
+            }
+            if ty == 0x3 && stream == 1 {
+                return Err(u32::from_be_bytes([
+                    payload[0], payload[1], payload[2], payload[3],
+                ]));
+            }
+            rest = &rest[9 + len..];
+        }
+    }
+}
+
+async fn serve<I, IO>(
+    incoming: I,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    I: Stream<Item = io::Result<IO>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_routes(tonic::service::Routes::default())
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (tx, task)
+}
+
+fn grpc_status(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<&[u8]> {
+    fields
+        .iter()
+        .find(|(n, _)| n == b"grpc-status")
+        .map(|(_, v)| &v[..])
+}
+
+/// Without the rewrite h2 resets the stream (the bug); with it the request reaches tonic,
+/// which answers UNIMPLEMENTED (no service is registered).
+#[tokio::test]
+async fn tonic_server_answers_a_url_authority_only_through_the_rewrite() {
+    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    let (stop_plain, plain_task) =
+        serve(tokio_stream::wrappers::TcpListenerStream::new(plain)).await;
+    assert_eq!(
+        raw_grpc_call(plain_addr, b"http://127.0.0.1:2379").await,
+        Err(1),
+        "h2 resets with PROTOCOL_ERROR"
+    );
+
+    let fixed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fixed_addr = fixed.local_addr().unwrap();
+    let (stop_fixed, fixed_task) = serve(incoming(fixed)).await;
+    for authority in [
+        &b"http://127.0.0.1:2379"[..],
+        b"#initially=[http://127.0.0.1:2379]",
+        b"127.0.0.1:2379",
+        b"^bad",
+    ] {
+        let fields = raw_grpc_call(fixed_addr, authority)
+            .await
+            .expect("a response, not a reset");
+        assert!(
+            fields.contains(&(b":status".to_vec(), b"200".to_vec())),
+            "{fields:?}"
+        );
+        assert_eq!(grpc_status(&fields), Some(&b"12"[..]), "{fields:?}");
+    }
+    let _ = stop_plain.send(());
+    let _ = stop_fixed.send(());
+    let _ = plain_task.await;
+    let _ = fixed_task.await;
+}
+
+/// Just enough of etcd's Cluster and Maintenance services for `etcdctl endpoint status
+/// --cluster`: one member, whose client URL is `url`.
+#[derive(Clone)]
+struct OneMember {
+    url: String,
+}
+
+fn header() -> Option<setpoint_proto::etcdserverpb::ResponseHeader> {
+    Some(setpoint_proto::etcdserverpb::ResponseHeader {
+        cluster_id: 7,
+        member_id: 1,
+        revision: 1,
+        raft_term: 2,
+    })
+}
+
+mod stub {
+    use setpoint_proto::etcdserverpb::*;
+    use tonic::{Request, Response, Status};
+
+    type R<T> = Result<Response<T>, Status>;
+
+    #[tonic::async_trait]
+    impl cluster_server::Cluster for super::OneMember {
+        async fn member_add(&self, _: Request<MemberAddRequest>) -> R<MemberAddResponse> {
+            Err(Status::unimplemented(""))
+        }
+        async fn member_remove(&self, _: Request<MemberRemoveRequest>) -> R<MemberRemoveResponse> {
+            Err(Status::unimplemented(""))
+        }
+        async fn member_update(&self, _: Request<MemberUpdateRequest>) -> R<MemberUpdateResponse> {
+            Err(Status::unimplemented(""))
+        }
+        async fn member_list(&self, _: Request<MemberListRequest>) -> R<MemberListResponse> {
+            Ok(Response::new(MemberListResponse {
+                header: super::header(),
+                members: vec![Member {
+                    id: 1,
+                    name: "one".into(),
+                    peer_ur_ls: vec!["http://127.0.0.1:1".into()],
+                    client_ur_ls: vec![self.url.clone()],
+                    is_learner: false,
+                }],
+            }))
+        }
+        async fn member_promote(
+            &self,
+            _: Request<MemberPromoteRequest>,
+        ) -> R<MemberPromoteResponse> {
+            Err(Status::unimplemented(""))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl maintenance_server::Maintenance for super::OneMember {
+        async fn alarm(&self, _: Request<AlarmRequest>) -> R<AlarmResponse> {
+            Err(Status::unimplemented(""))
+        }
+        async fn status(&self, _: Request<StatusRequest>) -> R<StatusResponse> {
+            Ok(Response::new(StatusResponse {
+                header: super::header(),
+                version: "3.4.0".into(),
+                leader: 1,
+                raft_index: 5,
+                raft_term: 2,
+                raft_applied_index: 5,
+                ..Default::default()
+            }))
+        }
+        async fn defragment(&self, _: Request<DefragmentRequest>) -> R<DefragmentResponse> {
+            Err(Status::unimplemented(""))
+        }
+        async fn hash(&self, _: Request<HashRequest>) -> R<HashResponse> {
+            Err(Status::unimplemented(""))
+        }
+        async fn hash_kv(&self, _: Request<HashKvRequest>) -> R<HashKvResponse> {
+            Err(Status::unimplemented(""))
+        }
+        type SnapshotStream = futures::stream::Empty<Result<SnapshotResponse, Status>>;
+        async fn snapshot(&self, _: Request<SnapshotRequest>) -> R<Self::SnapshotStream> {
+            Err(Status::unimplemented(""))
+        }
+        async fn move_leader(&self, _: Request<MoveLeaderRequest>) -> R<MoveLeaderResponse> {
+            Err(Status::unimplemented(""))
+        }
+    }
+}
+
+async fn etcdctl_status_cluster(listener: TcpListener, wrap: bool) -> std::process::Output {
+    use setpoint_proto::etcdserverpb::{
+        cluster_server::ClusterServer, maintenance_server::MaintenanceServer,
+    };
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let svc = OneMember { url: url.clone() };
+    let router = tonic::transport::Server::builder()
+        .add_service(ClusterServer::new(svc.clone()))
+        .add_service(MaintenanceServer::new(svc));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = async {
+        let _ = rx.await;
+    };
+    let task = if wrap {
+        tokio::spawn(router.serve_with_incoming_shutdown(incoming(listener), stop))
+    } else {
+        let plain = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(router.serve_with_incoming_shutdown(plain, stop))
+    };
+    let out = tokio::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &url,
+            "--dial-timeout=3s",
+            "--command-timeout=5s",
+        ])
+        .args(["endpoint", "status", "--cluster"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .await
+        .expect("etcdctl runs");
+    let _ = tx.send(());
+    let _ = task.await;
+    out
+}
+
+/// The real client this exists for (needs `etcdctl` 3.4 on the PATH):
+/// `cargo test --release -p setpoint-server --lib authority::tests::etcdctl -- --ignored`
+#[tokio::test]
+#[ignore]
+async fn etcdctl_endpoint_status_cluster() {
+    let out = etcdctl_status_cluster(TcpListener::bind("127.0.0.1:0").await.unwrap(), false).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "without the rewrite: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr
+    );
+    assert!(
+        stderr.contains("PROTOCOL_ERROR"),
+        "the bug no longer reproduces: {stderr}"
+    );
+
+    let out = etcdctl_status_cluster(TcpListener::bind("127.0.0.1:0").await.unwrap(), true).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "with the rewrite: {}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+    assert!(stdout.contains("3.4.0"), "{stdout}");
+}
+
+/// Not a test of behaviour: prints what the rewrite costs per request.
+/// `cargo test --release -p setpoint-server --lib authority::tests::cost -- --ignored
+/// --nocapture`
+#[test]
+#[ignore]
+fn cost() {
+    // A tonic client's steady state: :path Huffman-coded every time (h2 never indexes it).
+    let mut input = opening();
+    input.extend(frame(
+        1,
+        FLAG_END_HEADERS,
+        1,
+        &first_request(b"127.0.0.1:2379"),
+    ));
+    let n = 20_000;
+    for i in 0..n {
+        let block = encode(&[
+            Rep::Indexed(3),
+            Rep::Indexed(6),
+            Rep::Literal(0x00, Name::Idx(4), b"/etcdserverpb.KV/Put", true),
+            Rep::Indexed(65),
+            Rep::Indexed(64),
+            Rep::Indexed(63),
+            Rep::Indexed(62),
+        ]);
+        input.extend(frame(1, FLAG_END_HEADERS, 3 + 2 * i, &block));
+        input.extend(data_frame(3 + 2 * i, 60));
+    }
+    let t = std::time::Instant::now();
+    let out = rewrite(&input, 1 << 16, 1 << 16).unwrap();
+    let per = t.elapsed() / n;
+    let plain = std::time::Instant::now();
+    let mut sink = Vec::with_capacity(input.len());
+    for c in input.chunks(1 << 16) {
+        sink.extend_from_slice(c);
+    }
+    println!(
+        "{per:?} per request ({} bytes in, {} out; a plain copy of all input took {:?})",
+        input.len(),
+        out.len(),
+        plain.elapsed()
+    );
+}
