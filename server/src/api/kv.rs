@@ -8,7 +8,7 @@ use prost::Message;
 use setpoint_proto::etcdserverpb::kv_server::Kv;
 use setpoint_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -39,7 +39,7 @@ impl KvService {
             return Err(e);
         }
         let msg = M::decode(result.body.as_slice()).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok((msg, result.revision))
+        Ok((msg, self.ctx.node.header(result.revision)))
     }
 }
 
@@ -63,10 +63,9 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = req.into_inner();
         validate::put(&req)?;
-        let bytes = req.encode_to_vec();
-        let len = bytes.len();
-        let (mut resp, rev): (PutResponse, i64) = self.write(Command::Put(bytes), len).await?;
-        resp.header = Some(self.ctx.node.header(rev));
+        let (mut resp, header): (PutResponse, _) =
+            self.write(Command::Put(req.encode_to_vec())).await?;
+        resp.header = Some(header);
         Ok(Response::new(resp))
     }
 
@@ -76,21 +75,19 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = req.into_inner();
         validate::delete_range(&req)?;
-        let bytes = req.encode_to_vec();
-        let len = bytes.len();
-        let (mut resp, rev): (DeleteRangeResponse, i64) =
-            self.write(Command::DeleteRange(bytes), len).await?;
-        resp.header = Some(self.ctx.node.header(rev));
+        let (mut resp, header): (DeleteRangeResponse, _) = self
+            .write(Command::DeleteRange(req.encode_to_vec()))
+            .await?;
+        resp.header = Some(header);
         Ok(Response::new(resp))
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = req.into_inner();
         validate::txn(&req, self.ctx.max_txn_ops)?;
-        let bytes = req.encode_to_vec();
-        let len = bytes.len();
-        let (mut resp, rev): (TxnResponse, i64) = self.write(Command::Txn(bytes), len).await?;
-        resp.header = Some(self.ctx.node.header(rev));
+        let (mut resp, header): (TxnResponse, _) =
+            self.write(Command::Txn(req.encode_to_vec())).await?;
+        resp.header = Some(header);
         Ok(Response::new(resp))
     }
 
@@ -99,14 +96,12 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let req = req.into_inner();
-        let bytes = req.encode_to_vec();
-        let len = bytes.len();
-        let (mut resp, rev): (CompactionResponse, i64) =
-            self.write(Command::Compact(bytes), len).await?;
+        let (mut resp, header): (CompactionResponse, _) =
+            self.write(Command::Compact(req.encode_to_vec())).await?;
         if req.physical {
             self.ctx.compactor.wait_done(req.revision).await;
         }
-        resp.header = Some(self.ctx.node.header(rev));
+        resp.header = Some(header);
         Ok(Response::new(resp))
     }
 }

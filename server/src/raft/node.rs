@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::rt::WatchReceiver;
-use openraft::{ReadPolicy, ServerState};
+use openraft::ReadPolicy;
 use setpoint_proto::etcdserverpb::ResponseHeader;
 use setpoint_proto::setpointpb::{RaftPayload, ReadIndexRequest};
 use tokio::sync::{mpsc, oneshot};
@@ -31,7 +31,6 @@ pub struct RaftStatus {
     pub term: u64,
     pub last_log_index: u64,
     pub applied_index: u64,
-    pub is_leader: bool,
 }
 
 /// Setpoint's Raft member.
@@ -58,20 +57,26 @@ impl RaftNode {
     }
 
     pub fn status(&self) -> RaftStatus {
-        let m = self.raft.metrics().borrow_watched().clone();
+        // Read the fields in place: this runs for every response header.
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         RaftStatus {
             leader: m.current_leader,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
-            is_leader: m.state == ServerState::Leader,
         }
     }
 
     /// Members as Raft's current membership has them.
     pub fn members(&self) -> Vec<(NodeId, Member)> {
-        let m = self.raft.metrics().borrow_watched().clone();
-        m.membership_config
+        let membership = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
+        membership
             .nodes()
             .map(|(id, node)| (*id, node.clone()))
             .collect()

@@ -42,6 +42,16 @@ pub enum Command {
 }
 
 impl Command {
+    /// Size of the client request a command carries (what --max-request-bytes limits).
+    pub fn request_len(&self) -> usize {
+        match self {
+            Command::Put(b) | Command::DeleteRange(b) | Command::Txn(b) | Command::Compact(b) => {
+                b.len()
+            }
+            Command::Publish { .. } => 0,
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Command::Put(_) => "put",
