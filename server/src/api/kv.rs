@@ -25,13 +25,10 @@ impl KvService {
         KvService { ctx }
     }
 
-    /// Replicates a write and decodes the response message `apply` produced for it.
-    async fn write<M: Message + Default>(
-        &self,
-        cmd: Command,
-        encoded_len: usize,
-    ) -> Result<(M, i64)> {
-        if encoded_len > self.ctx.max_request_bytes {
+    /// Replicates a write; returns the response message `apply` produced for it and the
+    /// header to give it.
+    async fn write<M: Message + Default>(&self, cmd: Command) -> Result<(M, ResponseHeader)> {
+        if cmd.request_len() > self.ctx.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
         let result = self.ctx.node.propose(cmd).await?;
