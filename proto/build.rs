@@ -17,7 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Edition 2021: set_var is safe; build scripts are single-threaded here.
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
 
-    let include = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
+    // Read at run time, not with env!(): the compiled build script is shared by every clone
+    // that uses the same target directory, and must not remember where it was compiled.
+    let include = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
     println!("cargo:rerun-if-changed={}", include.display());
     println!("cargo:rerun-if-changed=build.rs");
 

@@ -97,6 +97,14 @@ pub struct Flags {
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
 
+    /// Duration of periodic watch progress notifications (etcd's Go duration syntax: 10m, 500ms).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m"
+    )]
+    pub experimental_watch_progress_notify_interval: String,
+
     /// Currently only supports 'debug', 'info', 'warn', 'error', 'panic', or 'fatal'.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -128,6 +136,7 @@ pub struct Config {
     pub max_txn_ops: usize,
     pub snapshot_count: u64,
     pub log_level: String,
+    pub watch_progress_notify_interval: Duration,
 }
 
 /// Why the flags cannot be used; printed as is, and `setpoint` exits with 1.
@@ -168,6 +177,12 @@ pub enum ConfigError {
     BadLogLevel(String),
     #[error("--{0} must be greater than 0")]
     Zero(&'static str),
+    #[error("invalid value {value:?} for --{flag}: {why}")]
+    BadDuration {
+        flag: &'static str,
+        value: String,
+        why: String,
+    },
 }
 
 impl Config {
@@ -215,6 +230,10 @@ impl Config {
             "panic" | "fatal" => "error".to_string(),
             other => return Err(ConfigError::BadLogLevel(other.to_string())),
         };
+        let watch_progress_notify_interval = duration(
+            "experimental-watch-progress-notify-interval",
+            &f.experimental_watch_progress_notify_interval,
+        )?;
         let listen_client = socket_addrs("--listen-client-urls", &f.listen_client_urls)?;
         let listen_peer = socket_addrs("--listen-peer-urls", &f.listen_peer_urls)?;
         let advertise_client_urls = urls("--advertise-client-urls", &f.advertise_client_urls)?;
@@ -265,8 +284,23 @@ impl Config {
             max_txn_ops: f.max_txn_ops as usize,
             snapshot_count: f.snapshot_count,
             log_level,
+            watch_progress_notify_interval,
         })
     }
+}
+
+/// Parses a positive Go-style duration ("10m", "1m30s", "500ms").
+fn duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let bad = |why: String| ConfigError::BadDuration {
+        flag,
+        value: value.to_string(),
+        why,
+    };
+    let d = humantime::parse_duration(value).map_err(|e| bad(e.to_string()))?;
+    if d.is_zero() {
+        return Err(bad("must be greater than 0".into()));
+    }
+    Ok(d)
 }
 
 /// Parses `name=url,name=url,...`; a name may appear several times for several URLs.

@@ -13,6 +13,7 @@ use anyhow::Context;
 use setpoint_proto::etcdserverpb::cluster_server::ClusterServer;
 use setpoint_proto::etcdserverpb::kv_server::KvServer;
 use setpoint_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use setpoint_proto::etcdserverpb::watch_server::WatchServer;
 use setpoint_proto::setpointpb::peer_server::PeerServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -21,6 +22,7 @@ use crate::api::authority;
 use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
 use crate::api::maintenance::MaintenanceService;
+use crate::api::watch::{WatchService, WatchSettings};
 use crate::api::Ctx;
 use crate::apply::{Applier, Compactor};
 use crate::config::Config;
@@ -139,6 +141,12 @@ pub async fn run(
         compactor,
         max_request_bytes: config.max_request_bytes,
         max_txn_ops: config.max_txn_ops,
+        watch: WatchSettings {
+            progress_notify_interval: config.watch_progress_notify_interval,
+            fragment_bytes: config.max_request_bytes + GRPC_OVERHEAD_BYTES,
+            leader_check_interval: config.election_timeout,
+        },
+        watch_metrics: Default::default(),
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -172,6 +180,10 @@ pub async fn run(
                 )
                 .add_service(
                     MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
+                        .max_decoding_message_size(max_recv),
+                )
+                .add_service(
+                    WatchServer::new(WatchService::new(ctx.clone()))
                         .max_decoding_message_size(max_recv),
                 )
                 // Client connections go through AuthorityFix: etcd clients that send a

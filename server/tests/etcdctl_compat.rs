@@ -6,8 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{etcd_bin, setpoint_bin, Cluster};
-use regex::Regex;
+use common::{assert_same_transcript, etcd_bin, normalize, setpoint_bin, Cluster};
 
 /// One etcdctl invocation; `stdin` feeds `txn` and values read from standard input.
 struct Step {
@@ -53,31 +52,6 @@ fn run(endpoint: &str, s: &Step) -> String {
         String::from_utf8_lossy(&out.stderr),
         out.status.code().unwrap_or(-1)
     )
-}
-
-/// Removes what legitimately differs between two servers and two runs.
-fn normalize(text: &str) -> String {
-    let rules = [
-        (r#""cluster_id":\d+"#, r#""cluster_id":ID"#),
-        (r#""member_id":\d+"#, r#""member_id":ID"#),
-        (r#""raft_term":\d+"#, r#""raft_term":T"#),
-        (r"\b[0-9a-f]{14,16}\b", "HEXID"),
-        (r"127\.0\.0\.1:\d+", "ADDR"),
-        (r"client-[0-9a-f-]{36}", "client-UUID"),
-        (r"\{\d{4}/\d\d/\d\d [^}]*\}", "{LOGLINE}"),
-        (
-            r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d)?",
-            "TIME",
-        ),
-    ];
-    let mut s = text.to_string();
-    for (pat, rep) in rules {
-        s = Regex::new(pat)
-            .expect("regex")
-            .replace_all(&s, rep)
-            .to_string();
-    }
-    s
 }
 
 fn session() -> Vec<Step> {
@@ -162,21 +136,7 @@ fn etcdctl_session_matches_real_etcd() {
         .expect("the real etcd is needed for this comparison: install Debian's etcd-server");
     let ours = transcript(&setpoint_bin());
     let theirs = transcript(&etcd);
-    if ours != theirs {
-        let diff: Vec<String> = ours
-            .lines()
-            .zip(theirs.lines())
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .map(|(i, (a, b))| format!("line {i}:\n  setpoint: {a}\n  etcd:     {b}"))
-            .collect();
-        panic!(
-            "transcripts differ\n{}\n=== setpoint ===\n{}\n=== etcd ===\n{}",
-            diff.join("\n"),
-            ours,
-            theirs
-        );
-    }
+    assert_same_transcript(&ours, &theirs);
     // Sanity: the session did real work (not two identical failures).
     assert!(ours.contains("\"revision\""), "{ours}");
     assert!(ours.contains("compacted revision 4"), "{ours}");

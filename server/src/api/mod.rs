@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod kv;
 pub mod maintenance;
 pub mod validate;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::apply::{Applier, Compactor};
 use crate::mvcc::KvStore;
 use crate::raft::RaftNode;
 use crate::storage::RocksEngine;
+use watch::{WatchMetrics, WatchSettings};
 
 /// What every service needs; cheap to clone.
 #[derive(Clone)]
@@ -28,4 +30,6 @@ pub struct Ctx {
     pub compactor: Compactor,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    pub watch: WatchSettings,
+    pub watch_metrics: Arc<WatchMetrics>,
 }

@@ -21,6 +21,7 @@ use super::key_codec::{
 use super::range::{self, RangeOutput};
 use super::revision::Revision;
 use super::txn::{PublishToken, WriteTxn};
+use super::watchable::{Notifier, Published};
 use crate::storage::{Cf, Engine, ReadView};
 
 /// `Cf::Meta` keys, written in the same batch as the data they describe.
@@ -48,6 +49,17 @@ pub struct KvStore<E: Engine> {
     /// Serializes write transactions.
     writer: Mutex<()>,
     pub(super) compaction: Mutex<CompactionProgress>,
+    /// Announces published revisions to watchers.
+    notifier: Notifier,
+}
+
+/// Events read from the revision index by [`KvStore::read_events`].
+#[derive(Debug, Default)]
+pub struct EventBatch {
+    /// In revision order; whole revisions only.
+    pub events: Vec<(Revision, Event)>,
+    /// Every revision up to this one has been read: the next read starts at `through + 1`.
+    pub through: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,6 +94,7 @@ impl<E: Engine> KvStore<E> {
             }),
             writer: Mutex::new(()),
             compaction: Mutex::new(CompactionProgress::default()),
+            notifier: Notifier::new(),
         };
         store.reload()?;
         Ok(store)
@@ -105,6 +118,7 @@ impl<E: Engine> KvStore<E> {
         self.shared.written.store(current, Ordering::SeqCst);
         self.shared.compact.store(compact, Ordering::SeqCst);
         *progress = CompactionProgress::starting_at(finished);
+        self.notifier.notify_jump(current);
         Ok(())
     }
 
@@ -149,16 +163,38 @@ impl<E: Engine> KvStore<E> {
     }
 
     /// Makes a written transaction visible: call once the batch it was added to is durable.
+    /// Watchers subscribed with [`KvStore::subscribe`] are told (never waited for).
     pub fn publish(&self, token: PublishToken<E>) {
-        token.publish();
+        if let Some((revision, events)) = token.publish() {
+            self.notifier.notify(revision, events);
+        }
+    }
+
+    /// Receives every revision published from now on (see `watchable`): subscribe first,
+    /// then read the current revision, and nothing published in between is missed.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Published>> {
+        self.notifier.subscribe()
+    }
+
+    /// Events with revision `>= from_rev` up to the current revision, in revision order (see
+    /// [`KvStore::read_events`]), without a size limit beyond `limit` events (0: none).
+    pub fn events_since(&self, from_rev: i64, limit: usize) -> Result<Vec<(Revision, Event)>> {
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        Ok(self.read_events(from_rev, limit, usize::MAX)?.events)
     }
 
     /// Events with revision `>= from_rev` up to the current revision, in revision order, read
     /// from the revision index (watch catch-up). A put's event carries its key-value; a
     /// delete's carries the key and the deleting revision (as etcd's do); `prev_kv` is left
-    /// empty. Stops after `limit` events (0: no limit) but never splits a revision, so it may
-    /// return more. Fails with `Compacted` if `from_rev` is below the compaction revision.
-    pub fn events_since(&self, from_rev: i64, limit: usize) -> Result<Vec<(Revision, Event)>> {
+    /// empty. Stops once `max_events` events or `max_bytes` of encoded events are read, but
+    /// never splits a revision (so one large revision is returned whole). Fails with
+    /// `Compacted` if `from_rev` is below the compaction revision.
+    pub fn read_events(
+        &self,
+        from_rev: i64,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<EventBatch> {
         let current = self.current_revision();
         let snap = self.engine.snapshot();
         let compact = self.compact_revision();
@@ -166,7 +202,10 @@ impl<E: Engine> KvStore<E> {
             return Err(MvccError::Compacted);
         }
         let from = from_rev.max(1);
-        let mut out = Vec::new();
+        let mut out = EventBatch {
+            events: Vec::new(),
+            through: current.max(from - 1),
+        };
         if from > current {
             return Ok(out);
         }
@@ -174,13 +213,14 @@ impl<E: Engine> KvStore<E> {
         let upper = Revision::new(current + 1, 0).to_bytes();
         let mut cursor = snap.cursor(Cf::Rev, Some(&lower), Some(&upper))?;
         let mut ok = cursor.seek_to_first()?;
+        let mut bytes = 0usize;
         while ok {
             let rev = decode_rev_key(cursor.key())?;
-            if limit > 0
-                && out.len() >= limit
-                && out.last().is_some_and(|(r, _)| r.main != rev.main)
-            {
-                break;
+            if let Some((last, _)) = out.events.last() {
+                if last.main != rev.main && (out.events.len() >= max_events || bytes >= max_bytes) {
+                    out.through = last.main;
+                    break;
+                }
             }
             let (kind, key) = decode_rev_value(cursor.value())?;
             let event = if kind == REV_PUT {
@@ -208,7 +248,8 @@ impl<E: Engine> KvStore<E> {
                     prev_kv: None,
                 }
             };
-            out.push((rev, event));
+            bytes += prost::Message::encoded_len(&event);
+            out.events.push((rev, event));
             ok = cursor.next()?;
         }
         Ok(out)

@@ -17,12 +17,14 @@ mod kvstore;
 mod range;
 mod revision;
 mod txn;
+pub mod watchable;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::MvccError;
-pub use kvstore::{KvStore, INITIAL_REVISION};
+pub use kvstore::{EventBatch, KvStore, INITIAL_REVISION};
 pub use range::RangeOutput;
 pub use revision::Revision;
 pub use txn::{PublishToken, WriteTxn};
+pub use watchable::Published;

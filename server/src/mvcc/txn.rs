@@ -205,16 +205,17 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
         if self.changes.is_empty() {
             return (
                 self.base,
-                PublishToken::new(self.store.shared.clone(), self.base, false),
+                PublishToken::new(self.store.shared.clone(), self.base, false, Vec::new()),
             );
         }
         let new_rev = self.base + 1;
         batch.append(&mut self.batch);
         batch.put(Cf::Meta, META_CURRENT_REVISION, new_rev.to_be_bytes());
         self.store.shared.written.store(new_rev, Ordering::SeqCst);
+        let changes = std::mem::take(&mut self.changes);
         (
             new_rev,
-            PublishToken::new(self.store.shared.clone(), new_rev, true),
+            PublishToken::new(self.store.shared.clone(), new_rev, true, changes),
         )
     }
 }
@@ -226,15 +227,18 @@ pub struct PublishToken<E> {
     shared: Arc<Shared>,
     revision: i64,
     pending: bool,
+    /// The transaction's events, announced to watchers on publish.
+    changes: Vec<Event>,
     _engine: PhantomData<fn() -> E>,
 }
 
 impl<E> PublishToken<E> {
-    fn new(shared: Arc<Shared>, revision: i64, pending: bool) -> Self {
+    fn new(shared: Arc<Shared>, revision: i64, pending: bool, changes: Vec<Event>) -> Self {
         PublishToken {
             shared,
             revision,
             pending,
+            changes,
             _engine: PhantomData,
         }
     }
@@ -244,13 +248,17 @@ impl<E> PublishToken<E> {
         self.revision
     }
 
-    pub(super) fn publish(mut self) {
-        if self.pending {
-            self.shared
-                .current
-                .fetch_max(self.revision, Ordering::SeqCst);
-            self.pending = false;
+    /// Advances the store's revision; returns the events that became visible (none if the
+    /// transaction changed nothing).
+    pub(super) fn publish(mut self) -> Option<(i64, Vec<Event>)> {
+        if !self.pending {
+            return None;
         }
+        self.shared
+            .current
+            .fetch_max(self.revision, Ordering::SeqCst);
+        self.pending = false;
+        Some((self.revision, std::mem::take(&mut self.changes)))
     }
 }
 

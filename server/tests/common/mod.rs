@@ -231,3 +231,48 @@ pub fn etcdctl_text(endpoints: &str, args: &[&str]) -> String {
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     s
 }
+
+/// Removes what legitimately differs between two servers and two runs.
+pub fn normalize(text: &str) -> String {
+    let rules = [
+        (r#""cluster_id":\d+"#, r#""cluster_id":ID"#),
+        (r#""member_id":\d+"#, r#""member_id":ID"#),
+        (r#""raft_term":\d+"#, r#""raft_term":T"#),
+        (r"\b[0-9a-f]{14,16}\b", "HEXID"),
+        (r"127\.0\.0\.1:\d+", "ADDR"),
+        (r"client-[0-9a-f-]{36}", "client-UUID"),
+        (r"\{\d{4}/\d\d/\d\d [^}]*\}", "{LOGLINE}"),
+        (
+            r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d)?",
+            "TIME",
+        ),
+    ];
+    let mut s = text.to_string();
+    for (pat, rep) in rules {
+        s = regex::Regex::new(pat)
+            .expect("regex")
+            .replace_all(&s, rep)
+            .to_string();
+    }
+    s
+}
+
+/// Fails with the differing lines and both transcripts unless they are equal.
+pub fn assert_same_transcript(ours: &str, theirs: &str) {
+    if ours == theirs {
+        return;
+    }
+    let diff: Vec<String> = ours
+        .lines()
+        .zip(theirs.lines())
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| format!("line {i}:\n  setpoint: {a}\n  etcd:     {b}"))
+        .collect();
+    panic!(
+        "transcripts differ\n{}\n=== setpoint ===\n{}\n=== etcd ===\n{}",
+        diff.join("\n"),
+        ours,
+        theirs
+    );
+}
