@@ -37,6 +37,10 @@ pub struct Flags {
     )]
     pub listen_client_urls: String,
 
+    /// List of additional URLs to listen on that respond to the /metrics endpoint.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
+
     /// List of this member's client URLs to advertise to the public.
     #[arg(
         long,
@@ -123,6 +127,7 @@ pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
     pub listen_client: Vec<SocketAddr>,
+    pub listen_metrics: Vec<SocketAddr>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer: Vec<SocketAddr>,
     pub advertise_peer_urls: Vec<String>,
@@ -235,6 +240,11 @@ impl Config {
             &f.experimental_watch_progress_notify_interval,
         )?;
         let listen_client = socket_addrs("--listen-client-urls", &f.listen_client_urls)?;
+        let listen_metrics = if f.listen_metrics_urls.trim().is_empty() {
+            Vec::new()
+        } else {
+            socket_addrs("--listen-metrics-urls", &f.listen_metrics_urls)?
+        };
         let listen_peer = socket_addrs("--listen-peer-urls", &f.listen_peer_urls)?;
         let advertise_client_urls = urls("--advertise-client-urls", &f.advertise_client_urls)?;
         let advertise_peer_urls = urls(
@@ -272,6 +282,7 @@ impl Config {
             name: f.name,
             data_dir,
             listen_client,
+            listen_metrics,
             advertise_client_urls,
             listen_peer,
             advertise_peer_urls,

@@ -26,6 +26,7 @@ use crate::api::watch::{WatchService, WatchSettings};
 use crate::api::Ctx;
 use crate::apply::{Applier, Compactor};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::mvcc::KvStore;
 use crate::raft::identity;
 use crate::raft::log_store::LogStore;
@@ -67,6 +68,8 @@ pub async fn run(
     // Bind first: a port in use is a clear error before anything is opened.
     let peer_listeners = bind_all(&config.listen_peer, "peer").await?;
     let client_listeners = bind_all(&config.listen_client, "client").await?;
+    let metrics_listeners = bind_all(&config.listen_metrics, "metrics").await?;
+    let metrics = Metrics::new().context("metrics registry")?;
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
@@ -146,11 +149,12 @@ pub async fn run(
             fragment_bytes: config.max_request_bytes + GRPC_OVERHEAD_BYTES,
             leader_check_interval: config.election_timeout,
         },
-        watch_metrics: Default::default(),
+        watch_metrics: metrics.watch.clone(),
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    let mut metrics_tasks = Vec::new();
     for l in peer_listeners {
         let svc = PeerServer::new(PeerService::new(node.clone()))
             .max_decoding_message_size(MAX_PEER_MESSAGE)
@@ -193,6 +197,18 @@ pub async fn run(
                 }),
         ));
     }
+    for l in metrics_listeners {
+        let mut stop = stop_rx.clone();
+        let stop = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let metrics = metrics.clone();
+        metrics_tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(l, metrics, stop).await {
+                tracing::warn!(error = %e, "metrics endpoint stopped");
+            }
+        }));
+    }
     tokio::spawn(publish(
         ctx.clone(),
         config.name.clone(),
@@ -204,6 +220,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = node.raft.shutdown().await;
     for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
+    for t in metrics_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     Ok(())

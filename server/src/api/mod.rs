@@ -31,5 +31,5 @@ pub struct Ctx {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub watch: WatchSettings,
-    pub watch_metrics: Arc<WatchMetrics>,
+    pub watch_metrics: WatchMetrics,
 }

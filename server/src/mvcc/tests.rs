@@ -855,3 +855,73 @@ fn rocks_store_range_options_match_memory() {
         assert_eq!(rocks.range(&r).unwrap(), mem.range(&r).unwrap());
     }
 }
+
+#[test]
+fn read_events_stops_on_bytes_between_revisions_and_says_how_far_it_read() {
+    let s = mem_store();
+    let big = vec![b'x'; 1000];
+    put(&s, b"a", &big); // 2
+    write(&s, |t| {
+        t.put(b"b", &big, 0, false, false).unwrap();
+        t.put(b"c", &big, 0, false, false).unwrap();
+    }); // 3
+    put(&s, b"d", &big); // 4
+                         // 1 byte is reached by the first event; the batch still ends on a revision boundary.
+    let b = s.read_events(2, usize::MAX, 1).unwrap();
+    assert_eq!(b.events.len(), 1);
+    assert_eq!(b.through, 2);
+    let b = s.read_events(3, usize::MAX, 1500).unwrap();
+    assert_eq!(b.events.len(), 2, "revision 3 is never split");
+    assert_eq!(b.through, 3);
+    let b = s.read_events(2, usize::MAX, usize::MAX).unwrap();
+    assert_eq!((b.events.len(), b.through), (4, 4));
+    // Past the end: nothing, and nothing more read than exists.
+    let b = s.read_events(9, 10, 10).unwrap();
+    assert!(b.events.is_empty());
+    assert_eq!(b.through, 8);
+    let b = s.read_events(5, 10, 10).unwrap();
+    assert_eq!((b.events.len(), b.through), (0, 4));
+}
+
+#[test]
+fn publishing_announces_each_revision_with_its_events_and_never_waits() {
+    let s = mem_store();
+    let mut rx = s.subscribe();
+    put(&s, b"a", b"1"); // 2
+    write(&s, |t| {
+        t.put(b"b", b"1", 0, false, false).unwrap();
+        t.delete_range(b"a", b"").unwrap();
+    }); // 3
+        // A transaction that changes nothing publishes nothing.
+    write(&s, |t| t.delete_range(b"zzz", b"").unwrap());
+    let first = rx.try_recv().unwrap();
+    assert_eq!(first.revision, 2);
+    assert_eq!(first.events.as_ref().map(Vec::len), Some(1));
+    let second = rx.try_recv().unwrap();
+    assert_eq!(second.revision, 3);
+    let events = second.events.as_ref().unwrap();
+    assert_eq!(events[0].kv.as_ref().unwrap().key, b"b");
+    assert_eq!(events[1].r#type, EventType::Delete as i32);
+    assert!(rx.try_recv().is_err(), "no announcement for an empty txn");
+
+    // A large revision is announced without its events.
+    put(&s, b"big", &vec![b'x'; watchable::INLINE_EVENT_BYTES + 1]);
+    let big = rx.try_recv().unwrap();
+    assert_eq!((big.revision, big.events.is_none()), (4, true));
+
+    // A receiver that never reads loses the oldest announcements instead of blocking writes.
+    for i in 0..watchable::RING_REVISIONS + 10 {
+        put(&s, b"k", format!("{i}").as_bytes());
+    }
+    assert!(matches!(
+        rx.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))
+    ));
+
+    // Reloading (after a Raft snapshot) announces a jump without events.
+    while rx.try_recv().is_ok() {}
+    s.reload().unwrap();
+    let last = rx.try_recv().unwrap();
+    assert_eq!(last.revision, s.current_revision());
+    assert!(last.events.is_none());
+}

@@ -12,7 +12,6 @@ pub mod stream;
 pub mod watcher;
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -24,6 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Ctx;
 use crate::error::Error;
+pub use crate::metrics::WatchMetrics;
 use stream::{WatchStream, OUTBOUND_RESPONSES};
 
 /// Metadata key etcd clients set ("true") to have a watch fail when the member has no leader.
@@ -40,23 +40,6 @@ pub struct WatchSettings {
     /// How often a `hasleader` stream checks for a leader; two leaderless checks in a row
     /// fail it.
     pub leader_check_interval: Duration,
-}
-
-/// Counters about watching, for metrics and tests.
-#[derive(Debug, Default)]
-pub struct WatchMetrics {
-    /// Open Watch streams.
-    pub streams: AtomicU64,
-    /// Watchers on those streams.
-    pub watchers: AtomicU64,
-    /// Events sent to clients.
-    pub events_sent: AtomicU64,
-    /// Bytes of responses queued for clients and not yet taken by the transport.
-    pub queued_bytes: AtomicU64,
-    /// Announcements streams missed because they were behind (then read from storage).
-    pub lagged: AtomicU64,
-    /// Catch-up reads from storage.
-    pub catchup_reads: AtomicU64,
 }
 
 pub struct WatchService {
@@ -92,8 +75,9 @@ impl Watch for WatchService {
         tokio::spawn(stream.run(req.into_inner(), require_leader));
         let out = ReceiverStream::new(rx).map(move |item| {
             if let Ok(resp) = &item {
-                let len = prost::Message::encoded_len(resp) as u64;
-                metrics.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                metrics
+                    .queued_bytes
+                    .sub(prost::Message::encoded_len(resp) as i64);
             }
             item
         });

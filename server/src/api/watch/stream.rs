@@ -15,8 +15,6 @@
 //! stops reading blocks only its own stream; the store never waits for it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use setpoint_proto::etcdserverpb::watch_request::RequestUnion;
 use setpoint_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
@@ -52,7 +50,9 @@ type Step = Result<(), End>;
 
 pub struct WatchStream {
     ctx: Ctx,
-    metrics: Arc<WatchMetrics>,
+    metrics: WatchMetrics,
+    /// Watchers counted in the slow-watcher gauge.
+    slow: i64,
     out: Outbound,
     watchers: BTreeMap<i64, Watcher>,
     /// The next id to try for a server-assigned watch id.
@@ -65,11 +65,12 @@ pub struct WatchStream {
 }
 
 impl WatchStream {
-    pub fn new(ctx: Ctx, metrics: Arc<WatchMetrics>, out: Outbound) -> Self {
-        metrics.streams.fetch_add(1, Ordering::Relaxed);
+    pub fn new(ctx: Ctx, metrics: WatchMetrics, out: Outbound) -> Self {
+        metrics.streams.inc();
         WatchStream {
             ctx,
             metrics,
+            slow: 0,
             out,
             watchers: BTreeMap::new(),
             next_id: 0,
@@ -100,7 +101,7 @@ impl WatchStream {
                     Ok(p) => self.on_published(&p).await,
                     Err(RecvError::Lagged(n)) => {
                         // Missed announcements: what they said is in storage.
-                        self.metrics.lagged.fetch_add(n, Ordering::Relaxed);
+                        self.metrics.lagged.inc_by(n);
                         self.seen = self.seen.max(self.ctx.kv.current_revision());
                         Ok(())
                     }
@@ -137,8 +138,8 @@ impl WatchStream {
     }
 
     async fn send(&self, resp: WatchResponse) -> Step {
-        let len = prost::Message::encoded_len(&resp) as u64;
-        self.metrics.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        let len = prost::Message::encoded_len(&resp) as i64;
+        self.metrics.queued_bytes.add(len);
         self.out.send(Ok(resp)).await.map_err(|_| End::ClientGone)
     }
 
@@ -151,7 +152,7 @@ impl WatchStream {
             Some(RequestUnion::CreateRequest(create)) => self.create(&create).await,
             Some(RequestUnion::CancelRequest(cancel)) => {
                 if self.watchers.remove(&cancel.watch_id).is_some() {
-                    self.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+                    self.metrics.watchers.dec();
                     let resp = WatchResponse {
                         header: self.header(self.ctx.kv.current_revision()),
                         watch_id: cancel.watch_id,
@@ -198,7 +199,7 @@ impl WatchStream {
             Ok(w) => {
                 let id = w.id;
                 self.watchers.insert(id, w);
-                self.metrics.watchers.fetch_add(1, Ordering::Relaxed);
+                self.metrics.watchers.inc();
                 WatchResponse {
                     header: self.header(current),
                     watch_id: id,
@@ -218,13 +219,20 @@ impl WatchStream {
         self.send(resp).await
     }
 
-    /// The lowest `next_rev` among watchers that are behind what this stream has heard of.
-    fn lowest_unsynced(&self) -> Option<i64> {
-        self.watchers
-            .values()
-            .map(|w| w.next_rev)
-            .filter(|&r| r <= self.seen)
-            .min()
+    /// The lowest `next_rev` among watchers that are behind what this stream has heard of;
+    /// keeps the slow-watcher gauge up to date on the way.
+    fn lowest_unsynced(&mut self) -> Option<i64> {
+        let mut lowest = None;
+        let mut slow = 0;
+        for r in self.watchers.values().map(|w| w.next_rev) {
+            if r <= self.seen {
+                slow += 1;
+                lowest = Some(lowest.map_or(r, |l: i64| l.min(r)));
+            }
+        }
+        self.metrics.slow_watchers.add(slow - self.slow);
+        self.slow = slow;
+        lowest
     }
 
     /// A revision was published: synced watchers get its events from the announcement.
@@ -266,7 +274,7 @@ impl WatchStream {
             Err(e) => return Err(End::Fail(Error::from(e).into())),
         };
         self.seen = self.seen.max(batch.through);
-        self.metrics.catchup_reads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.catchup_reads.inc();
         let ids: Vec<i64> = self
             .watchers
             .values()
@@ -308,9 +316,7 @@ impl WatchStream {
                 }
             }
         }
-        self.metrics
-            .events_sent
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.metrics.events_sent.inc_by(events.len() as u64);
         let resp = WatchResponse {
             header: self.header(through),
             watch_id: id,
@@ -337,7 +343,7 @@ impl WatchStream {
             .collect();
         for id in doomed {
             self.watchers.remove(&id);
-            self.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.watchers.dec();
             // etcd's compaction notice carries no header revision.
             let resp = WatchResponse {
                 header: self.header(0),
@@ -393,9 +399,8 @@ impl WatchStream {
 
 impl Drop for WatchStream {
     fn drop(&mut self) {
-        self.metrics.streams.fetch_sub(1, Ordering::Relaxed);
-        self.metrics
-            .watchers
-            .fetch_sub(self.watchers.len() as u64, Ordering::Relaxed);
+        self.metrics.streams.dec();
+        self.metrics.watchers.sub(self.watchers.len() as i64);
+        self.metrics.slow_watchers.sub(self.slow);
     }
 }

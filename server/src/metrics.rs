@@ -1,0 +1,121 @@
+//! Prometheus metrics: the registry, the collectors other modules update, and the HTTP
+//! endpoint (`GET /metrics`, etcd's `--listen-metrics-urls`) that serves them in the text
+//! format.
+//!
+//! Names follow etcd's where etcd has the same measurement (so existing dashboards work);
+//! Setpoint-only ones start with `setpoint_`. This module only defines and serves metrics;
+//! the code that knows the numbers updates them.
+
+use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
+use tokio::net::TcpListener;
+
+/// Watch service collectors (see `api::watch`).
+#[derive(Clone)]
+pub struct WatchMetrics {
+    /// Open Watch streams.
+    pub streams: IntGauge,
+    /// Watchers on those streams.
+    pub watchers: IntGauge,
+    /// Events sent to clients.
+    pub events_sent: IntCounter,
+    /// Bytes of responses queued for clients and not yet taken by the transport; bounded
+    /// per stream by the outbound queue length.
+    pub queued_bytes: IntGauge,
+    /// Watchers catching up from storage (etcd's unsynced watchers).
+    pub slow_watchers: IntGauge,
+    /// Announcements streams missed because their client read slowly (then read from storage).
+    pub lagged: IntCounter,
+    /// Catch-up reads from storage.
+    pub catchup_reads: IntCounter,
+}
+
+/// Every collector, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub watch: WatchMetrics,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> anyhow::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> anyhow::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Self> {
+        let r = Registry::new();
+        let watch = WatchMetrics {
+            streams: gauge(
+                &r,
+                "etcd_debugging_mvcc_watch_stream_total",
+                "Total number of watch streams.",
+            )?,
+            watchers: gauge(
+                &r,
+                "etcd_debugging_mvcc_watcher_total",
+                "Total number of watchers.",
+            )?,
+            events_sent: counter(
+                &r,
+                "etcd_debugging_mvcc_events_total",
+                "Total number of events sent by this member.",
+            )?,
+            queued_bytes: gauge(
+                &r,
+                "setpoint_watch_queued_response_bytes",
+                "Bytes of watch responses waiting for clients to read them.",
+            )?,
+            slow_watchers: gauge(
+                &r,
+                "etcd_debugging_mvcc_slow_watcher_total",
+                "Total number of unsynced slow watchers.",
+            )?,
+            lagged: counter(
+                &r,
+                "setpoint_watch_lagged_announcements_total",
+                "Revision announcements watch streams missed and read from storage instead.",
+            )?,
+            catchup_reads: counter(
+                &r,
+                "setpoint_watch_catchup_reads_total",
+                "Storage reads made to catch up watchers that were behind.",
+            )?,
+        };
+        Ok(Metrics { registry: r, watch })
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move { m.render() }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}
