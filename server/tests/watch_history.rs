@@ -5,6 +5,7 @@
 //! revision they saw + 1. At the end every member must give the same full history, every
 //! acknowledged write must be in it, and every watcher's events must be exactly the slice of
 //! that history it asked for: in order, no duplicates, no gaps, txns whole, prev_kv right.
+//! Members snapshot every 30 entries, so a restarted member may catch up by snapshot.
 //! The seed is printed; `WATCH_HISTORY_SEED=N` replays a run's choices.
 
 mod common;
@@ -317,7 +318,9 @@ fn watchers_see_exactly_their_slice_of_history_across_failures() {
         .unwrap_or_else(rand::random);
     println!("WATCH_HISTORY_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut cluster = Cluster::start(&setpoint_bin(), 3, &[]);
+    // Frequent snapshots: a member restarted after missing writes may catch up by installing
+    // one, and its watchers must still see every revision.
+    let mut cluster = Cluster::start(&setpoint_bin(), 3, &["--snapshot-count", "30"]);
     let endpoints: Vec<String> = cluster.members.iter().map(|m| m.client_url()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -455,8 +458,13 @@ fn watchers_see_exactly_their_slice_of_history_across_failures() {
             total += got.len();
         }
         let resumes = RESUMES.load(Ordering::Relaxed);
+        let installs: usize = cluster
+            .members
+            .iter()
+            .map(|m| m.log_text().matches("installed snapshot").count())
+            .sum();
         println!(
-            "{} watchers checked, {total} events, {resumes} resumed streams",
+            "{} watchers checked, {total} events, {resumes} resumed streams, {installs} snapshot installs",
             specs.len()
         );
         assert!(
