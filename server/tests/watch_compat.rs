@@ -342,3 +342,47 @@ async fn raw_watch_stream_matches_real_etcd() {
     assert!(ours.contains("duplicate watch ID"), "{ours}");
     println!("{ours}");
 }
+
+/// A stream opened with etcd's `hasleader` metadata on a member that loses its quorum: how
+/// it ends (status code and message), or "still open" after 20 s.
+async fn leaderless_stream_end(binary: &std::path::Path) -> String {
+    let mut cluster = Cluster::start(binary, 3, &[]);
+    let leader = cluster.wait_leader();
+    let survivor = (leader + 1) % 3;
+    let ep = cluster.members[survivor].endpoint();
+    let mut client = WatchClient::connect(format!("http://{ep}"))
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(create("k", "", 0))),
+    })
+    .await
+    .expect("queue create");
+    let mut req = tonic::Request::new(ReceiverStream::new(rx));
+    req.metadata_mut()
+        .insert("hasleader", "true".parse().expect("metadata"));
+    let mut stream = client.watch(req).await.expect("watch").into_inner();
+    let created = stream.next().await.expect("created").expect("created");
+    assert!(created.created);
+    for i in 0..3 {
+        if i != survivor {
+            cluster.members[i].kill();
+        }
+    }
+    match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+        Ok(Some(Err(status))) => format!("{:?}: {}", status.code(), status.message()),
+        Ok(Some(Ok(resp))) => format!("unexpected response {resp:?}"),
+        Ok(None) => "stream ended without a status".into(),
+        Err(_) => "still open".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_leader_streams_end_when_the_member_loses_its_leader() {
+    let etcd = etcd_bin().expect("the real etcd is needed: install Debian's etcd-server");
+    let ours = leaderless_stream_end(&setpoint_bin()).await;
+    let theirs = leaderless_stream_end(&etcd).await;
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, "Unavailable: etcdserver: no leader");
+}

@@ -37,7 +37,7 @@ pub struct WatchSettings {
     /// A response larger than this is split for watchers that allow fragments (etcd:
     /// --max-request-bytes plus its gRPC allowance).
     pub fragment_bytes: usize,
-    /// How often a `hasleader` stream checks for a leader; two leaderless checks in a row
+    /// How often a `hasleader` stream checks for a leader; three leaderless checks in a row
     /// fail it.
     pub leader_check_interval: Duration,
 }

@@ -35,6 +35,9 @@ pub const OUTBOUND_RESPONSES: usize = 16;
 /// A catch-up batch stops after this many events or bytes (never inside a revision).
 const CATCHUP_EVENTS: usize = 1000;
 pub const CATCHUP_BYTES: usize = 1024 * 1024;
+/// A `hasleader` stream fails after this many leader checks in a row found no leader (etcd
+/// waits as many election timeouts before canceling streams).
+const NO_LEADER_CHECKS: u32 = 3;
 /// etcd's id for responses that belong to no watcher.
 const NO_WATCH_ID: i64 = -1;
 
@@ -116,7 +119,7 @@ impl WatchStream {
                         Some(_) => 0,
                         None => leaderless_checks + 1,
                     };
-                    if leaderless_checks >= 2 {
+                    if leaderless_checks >= NO_LEADER_CHECKS {
                         Err(End::Fail(Error::NoLeader.into()))
                     } else {
                         Ok(())
