@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use common::{assert_same_transcript, etcd_bin, normalize, setpoint_bin, Cluster};
+use common::{assert_same_transcript, etcd_bin, etcdctl_input, normalize, setpoint_bin, Cluster};
 
 /// One etcdctl invocation; `stdin` feeds `txn` and values read from standard input.
 struct Step {
@@ -29,22 +26,8 @@ fn step_in(args: &[&str], stdin: &[u8]) -> Step {
 }
 
 fn run(endpoint: &str, s: &Step) -> String {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("--command-timeout=10s")
-        .args(&s.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run etcdctl");
-    if let Some(mut stdin) = child.stdin.take() {
-        if let Some(input) = &s.stdin {
-            stdin.write_all(input).expect("write etcdctl stdin");
-        }
-    }
-    let out = child.wait_with_output().expect("etcdctl output");
+    let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
+    let out = etcdctl_input(endpoint, &args, s.stdin.as_deref().unwrap_or_default());
     format!(
         "$ etcdctl {}\n{}{}[exit {}]\n",
         s.args.join(" "),

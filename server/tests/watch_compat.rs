@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use common::{assert_same_transcript, etcd_bin, etcdctl, normalize, setpoint_bin, Cluster};
+use common::{
+    assert_same_transcript, etcd_bin, etcdctl, etcdctl_input, normalize, setpoint_bin, Cluster,
+};
 use setpoint_client::proto::etcdserverpb::watch_client::WatchClient;
 use setpoint_client::proto::etcdserverpb::watch_create_request::FilterType;
 use setpoint_client::proto::etcdserverpb::watch_request::RequestUnion;
@@ -64,19 +66,7 @@ fn ctl(endpoint: &str, args: &[&str]) {
 
 /// etcdctl with `input` on its standard input (txn scripts, values too long for argv).
 fn ctl_input(endpoint: &str, args: &[&str], input: &str) {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run etcdctl");
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).expect("etcdctl input");
-    }
-    let out = child.wait_with_output().expect("etcdctl output");
+    let out = etcdctl_input(endpoint, args, input.as_bytes());
     assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
 }
 

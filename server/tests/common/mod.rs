@@ -224,6 +224,25 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> Output {
         .expect("run etcdctl (install Debian's etcd-client)")
 }
 
+/// etcdctl with `input` on its standard input (txn scripts, values too long for argv).
+pub fn etcdctl_input(endpoints: &str, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl (install Debian's etcd-client)");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).expect("write etcdctl stdin");
+    }
+    child.wait_with_output().expect("etcdctl output")
+}
+
 /// etcdctl's stdout, or its stderr when it failed (what a user sees).
 pub fn etcdctl_text(endpoints: &str, args: &[&str]) -> String {
     let out = etcdctl(endpoints, args);
