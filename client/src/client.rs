@@ -1,10 +1,10 @@
 //! [`Client`]: the entry point. Holds one lazily connected gRPC channel per
 //! endpoint and a "current" endpoint; unary calls go to the current endpoint
 //! and, on failure, move on to the next one following the rules in
-//! [`crate::retry`]. Covers the KV API plus MemberList and Status; for
-//! anything else (watch and lease streams, auth, ...) take a raw generated
-//! client from `kv_client()`, `watch_client()` and friends, which get no
-//! retries.
+//! [`crate::retry`]. Covers the KV API plus MemberList and Status; watches
+//! that resume across endpoints are in [`crate::watch`]. For anything else
+//! (raw watch and lease streams, auth, ...) take a raw generated client from
+//! `kv_client()`, `watch_client()` and friends, which get no retries.
 
 use std::fmt;
 use std::future::Future;
@@ -112,6 +112,19 @@ impl Client {
 
     fn current_channel(&self) -> Channel {
         self.inner.channels[self.current_endpoint()].clone()
+    }
+
+    /// Raw Watch client on endpoint `index` (which must be in range).
+    pub(crate) fn watch_client_at(&self, index: usize) -> WatchClient<Channel> {
+        limited!(
+            WatchClient::new(self.inner.channels[index].clone()),
+            self.max_msg()
+        )
+    }
+
+    /// The attempt budget and backoff derived from the options.
+    pub(crate) fn policy(&self) -> RetryPolicy {
+        self.inner.policy
     }
 
     fn max_msg(&self) -> usize {
@@ -310,7 +323,7 @@ impl Client {
 
     /// Moves to the endpoint after `failed`, unless another request already
     /// moved the client elsewhere.
-    fn failover_from(&self, failed: usize) {
+    pub(crate) fn failover_from(&self, failed: usize) {
         let n = self.inner.channels.len();
         let _ = self.inner.current.compare_exchange(
             failed,

@@ -27,6 +27,25 @@ pub enum ClientError {
     /// applied.
     #[error("request timed out")]
     Timeout,
+    /// The server canceled a watch because the revision it had to start
+    /// from has been compacted away; re-read the data and watch again from
+    /// `compact_revision` or later.
+    #[error("watch canceled: required revision has been compacted (compact revision {compact_revision})")]
+    Compacted {
+        /// The store's compaction revision the server reported.
+        compact_revision: i64,
+    },
+    /// The server canceled a watch for another reason (e.g. permission
+    /// denied, invalid range); holds the server's `cancel_reason`, which may
+    /// be empty.
+    #[error("watch canceled by the server: {reason:?}")]
+    WatchCanceled {
+        /// The server's `cancel_reason`, verbatim.
+        reason: String,
+    },
+    /// A server ended a watch stream without an error status.
+    #[error("watch stream closed by the server")]
+    StreamClosed,
 }
 
 impl ClientError {

@@ -1,5 +1,5 @@
 //! Tunables for a [`crate::Client`]: connection setup, per-request timeout,
-//! message size limits and the retry budget. Only plain data lives here; the
+//! message size limits and the retry budgets (requests and watch resumes). Only plain data lives here; the
 //! code that uses it is in `endpoints` (channels) and `client`/`retry`
 //! (requests).
 
@@ -32,6 +32,10 @@ pub struct ConnectOptions {
     pub backoff_min: Duration,
     /// Upper bound of the backoff. Default 200 ms.
     pub backoff_max: Duration,
+    /// How long a [`crate::Watcher`] keeps trying to re-create its watch on
+    /// another endpoint after its stream failed, before `next()` returns the
+    /// error. Default 30 s.
+    pub watch_resume_timeout: Duration,
 }
 
 impl Default for ConnectOptions {
@@ -45,6 +49,7 @@ impl Default for ConnectOptions {
             max_attempts: None,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_millis(200),
+            watch_resume_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -56,8 +56,11 @@ pub fn classify(err: &ClientError) -> FailureClass {
                 FailureClass::MaybeSent
             }
         }
-        ClientError::Timeout => FailureClass::MaybeSent,
-        ClientError::NoEndpoints | ClientError::InvalidEndpoint(_) => FailureClass::Definite,
+        ClientError::Timeout | ClientError::StreamClosed => FailureClass::MaybeSent,
+        ClientError::NoEndpoints
+        | ClientError::InvalidEndpoint(_)
+        | ClientError::Compacted { .. }
+        | ClientError::WatchCanceled { .. } => FailureClass::Definite,
     }
 }
 

@@ -1,0 +1,122 @@
+//! The `put` load, as etcd's `benchmark put`: puts over a key space, timed
+//! per request. Optionally with watchers that must cost the puts nothing:
+//! `--idle-watchers` (each on a key the puts never touch) and
+//! `--stalled-watchers` (each watching every key but never reading), both
+//! created and confirmed before the timed puts start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use setpoint_client::proto::etcdserverpb::PutRequest;
+use setpoint_client::Client;
+
+use crate::load::{self, BoxFut};
+use crate::report;
+use crate::watchers::{IdleWatchers, StalledWatchers};
+
+#[derive(Args)]
+pub struct PutArgs {
+    #[arg(long, default_value_t = 10_000)]
+    total: u64,
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    #[arg(long, default_value_t = 8)]
+    val_size: usize,
+    #[arg(long, default_value_t = 1)]
+    key_space_size: u64,
+    #[arg(long)]
+    sequential_keys: bool,
+    /// Watchers on keys `idle/<i>` that the puts never touch.
+    #[arg(long, default_value_t = 0)]
+    idle_watchers: usize,
+    /// Watch streams the idle watchers are spread over.
+    #[arg(long, default_value_t = 100)]
+    watch_streams: usize,
+    /// Streams (one connection each) watching the whole key space with
+    /// prev_kv whose responses are never read.
+    #[arg(long, default_value_t = 0)]
+    stalled_watchers: usize,
+    /// Seconds to wait for the watchers to be created.
+    #[arg(long, default_value_t = 60)]
+    wait_timeout: u64,
+}
+
+/// Key number `i` of the load: zero-padded to `size` digits, sequential or
+/// scattered over the key space.
+fn key_for(i: u64, size: usize, space: u64, sequential: bool) -> Vec<u8> {
+    let n = if sequential {
+        i % space.max(1)
+    } else {
+        // A cheap, deterministic scatter over the key space.
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % space.max(1)
+    };
+    let mut k = format!("{n:0width$}", width = size).into_bytes();
+    k.truncate(size.max(1));
+    k
+}
+
+pub async fn run(
+    endpoints: &[String],
+    conns: &[Client],
+    clients: usize,
+    args: PutArgs,
+) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(args.wait_timeout);
+    let idle = if args.idle_watchers > 0 {
+        let idle =
+            IdleWatchers::start(conns, args.idle_watchers, args.watch_streams, timeout).await?;
+        println!(
+            "Idle watchers: {} on {} streams, created and confirmed in {:.3} secs.",
+            idle.watchers,
+            idle.streams,
+            idle.setup.as_secs_f64()
+        );
+        Some(idle)
+    } else {
+        None
+    };
+    let stalled = if args.stalled_watchers > 0 {
+        let stalled = StalledWatchers::start(endpoints, args.stalled_watchers, timeout).await?;
+        println!(
+            "Stalled watchers: {} (whole key space, prev_kv, never read), created and confirmed in {:.3} secs.",
+            stalled.watchers,
+            stalled.setup.as_secs_f64()
+        );
+        Some(stalled)
+    } else {
+        None
+    };
+
+    let value = vec![b'v'; args.val_size];
+    let (ks, space, seq) = (args.key_size, args.key_space_size, args.sequential_keys);
+    let op = Arc::new(move |c: Client, i: u64| {
+        let req = PutRequest {
+            key: key_for(i, ks, space, seq),
+            value: value.clone(),
+            ..Default::default()
+        };
+        Box::pin(async move { c.put(req).await.map(|_| ()).map_err(|e| e.to_string()) }) as BoxFut
+    });
+    let result = load::run(conns, clients, args.total, 0, op).await?;
+    report::summary(
+        &result.hist,
+        result.took,
+        result.errors,
+        result.first_error.as_deref(),
+    );
+    if let Some(idle) = &idle {
+        println!(
+            "Idle watchers: {} responses during the puts (0 expected), {} streams lost.",
+            idle.responses(),
+            idle.lost()
+        );
+        anyhow::ensure!(
+            idle.lost() == 0,
+            "{} idle watch streams were lost",
+            idle.lost()
+        );
+    }
+    drop(stalled);
+    Ok(())
+}
