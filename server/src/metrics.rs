@@ -23,8 +23,9 @@ pub struct WatchMetrics {
     pub queued_bytes: IntGauge,
     /// Watchers catching up from storage (etcd's unsynced watchers).
     pub slow_watchers: IntGauge,
-    /// Announcements streams missed because their client read slowly (then read from storage).
-    pub lagged: IntCounter,
+    /// Times a stream fell out of the store's queue (its client read slowly, or a revision
+    /// was too large to queue) and read from storage instead.
+    pub lost: IntCounter,
     /// Catch-up reads from storage.
     pub catchup_reads: IntCounter,
 }
@@ -77,10 +78,10 @@ impl Metrics {
                 "etcd_debugging_mvcc_slow_watcher_total",
                 "Total number of unsynced slow watchers.",
             )?,
-            lagged: counter(
+            lost: counter(
                 &r,
-                "setpoint_watch_lagged_announcements_total",
-                "Revision announcements watch streams missed and read from storage instead.",
+                "setpoint_watch_stream_losses_total",
+                "Times a watch stream fell behind its queue and read from storage instead.",
             )?,
             catchup_reads: counter(
                 &r,

@@ -199,9 +199,12 @@ impl RawStream {
                     }
                 }
             }
-            out.push(format!("{r:?}"));
+            out.push((r.watch_id, format!("{r:?}")));
         }
-        out
+        // Neither etcd nor Setpoint orders responses of different watchers; each watcher's
+        // own responses keep their order.
+        out.sort_by_key(|(id, _)| *id);
+        out.into_iter().map(|(_, line)| line).collect()
     }
 }
 

@@ -21,7 +21,7 @@ use super::key_codec::{
 use super::range::{self, RangeOutput};
 use super::revision::Revision;
 use super::txn::{PublishToken, WriteTxn};
-use super::watchable::{Notifier, Published};
+use super::watchable::WatchHub;
 use crate::storage::{Cf, Engine, ReadView};
 
 /// `Cf::Meta` keys, written in the same batch as the data they describe.
@@ -49,8 +49,8 @@ pub struct KvStore<E: Engine> {
     /// Serializes write transactions.
     writer: Mutex<()>,
     pub(super) compaction: Mutex<CompactionProgress>,
-    /// Announces published revisions to watchers.
-    notifier: Notifier,
+    /// Routes published revisions to watch streams.
+    hub: Arc<WatchHub>,
 }
 
 /// Events read from the revision index by [`KvStore::read_events`].
@@ -94,7 +94,7 @@ impl<E: Engine> KvStore<E> {
             }),
             writer: Mutex::new(()),
             compaction: Mutex::new(CompactionProgress::default()),
-            notifier: Notifier::new(),
+            hub: Arc::new(WatchHub::new(0)),
         };
         store.reload()?;
         Ok(store)
@@ -118,7 +118,7 @@ impl<E: Engine> KvStore<E> {
         self.shared.written.store(current, Ordering::SeqCst);
         self.shared.compact.store(compact, Ordering::SeqCst);
         *progress = CompactionProgress::starting_at(finished);
-        self.notifier.notify_jump(current);
+        self.hub.jump(current);
         Ok(())
     }
 
@@ -166,14 +166,13 @@ impl<E: Engine> KvStore<E> {
     /// Watchers subscribed with [`KvStore::subscribe`] are told (never waited for).
     pub fn publish(&self, token: PublishToken<E>) {
         if let Some((revision, events)) = token.publish() {
-            self.notifier.notify(revision, events);
+            self.hub.notify(revision, events);
         }
     }
 
-    /// Receives every revision published from now on (see `watchable`): subscribe first,
-    /// then read the current revision, and nothing published in between is missed.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Published>> {
-        self.notifier.subscribe()
+    /// Where watch streams register to be sent published revisions (see `watchable`).
+    pub fn watch_hub(&self) -> &Arc<WatchHub> {
+        &self.hub
     }
 
     /// Events with revision `>= from_rev` up to the current revision, in revision order (see

@@ -18,6 +18,7 @@ mod range;
 mod revision;
 mod txn;
 pub mod watchable;
+pub mod watcher_group;
 
 #[cfg(test)]
 mod tests;
@@ -27,4 +28,5 @@ pub use kvstore::{EventBatch, KvStore, INITIAL_REVISION};
 pub use range::RangeOutput;
 pub use revision::Revision;
 pub use txn::{PublishToken, WriteTxn};
-pub use watchable::Published;
+pub use watchable::{HubStream, Published, WatchHub};
+pub use watcher_group::{KeyRange, WatcherGroup};

@@ -884,44 +884,90 @@ fn read_events_stops_on_bytes_between_revisions_and_says_how_far_it_read() {
 }
 
 #[test]
-fn publishing_announces_each_revision_with_its_events_and_never_waits() {
+fn the_hub_queues_only_wanted_revisions_and_never_waits() {
     let s = mem_store();
-    let mut rx = s.subscribe();
+    let hub = s.watch_hub().clone();
+    let mut a = hub.open_stream();
+    let mut b = hub.open_stream();
+    // Stream a watches key "a" from now; stream b watches prefix "k".
+    assert_eq!(
+        hub.watch(a.id, 0, &KeyRange::One(b"a".to_vec()), None),
+        Ok(2)
+    );
+    let k = KeyRange::Range(b"k".to_vec(), b"l".to_vec());
+    assert_eq!(hub.watch(b.id, 7, &k, None), Ok(2));
     put(&s, b"a", b"1"); // 2
     write(&s, |t| {
-        t.put(b"b", b"1", 0, false, false).unwrap();
+        t.put(b"k1", b"1", 0, false, false).unwrap();
         t.delete_range(b"a", b"").unwrap();
     }); // 3
-        // A transaction that changes nothing publishes nothing.
-    write(&s, |t| t.delete_range(b"zzz", b"").unwrap());
-    let first = rx.try_recv().unwrap();
-    assert_eq!(first.revision, 2);
-    assert_eq!(first.events.as_ref().map(Vec::len), Some(1));
-    let second = rx.try_recv().unwrap();
-    assert_eq!(second.revision, 3);
-    let events = second.events.as_ref().unwrap();
-    assert_eq!(events[0].kv.as_ref().unwrap().key, b"b");
-    assert_eq!(events[1].r#type, EventType::Delete as i32);
-    assert!(rx.try_recv().is_err(), "no announcement for an empty txn");
+    put(&s, b"zzz", b"1"); // 4: nobody's
+    write(&s, |t| t.delete_range(b"nothing", b"").unwrap()); // no revision at all
+    let first = a.queue.try_recv().unwrap();
+    assert_eq!((first.revision, first.events.len()), (2, 1));
+    let second = a.queue.try_recv().unwrap();
+    assert_eq!(
+        (second.revision, second.events.len()),
+        (3, 2),
+        "a revision goes whole"
+    );
+    assert!(a.queue.try_recv().is_err());
+    assert_eq!(b.queue.try_recv().unwrap().revision, 3);
+    assert!(b.queue.try_recv().is_err());
+    assert_eq!(hub.published(), 4);
 
-    // A large revision is announced without its events.
-    put(&s, b"big", &vec![b'x'; watchable::INLINE_EVENT_BYTES + 1]);
-    let big = rx.try_recv().unwrap();
-    assert_eq!((big.revision, big.events.is_none()), (4, true));
+    // Registration from the past is refused: catch up from storage first.
+    assert_eq!(
+        hub.watch(a.id, 1, &KeyRange::One(b"zzz".to_vec()), Some(4)),
+        Err(4)
+    );
+    assert_eq!(
+        hub.watch(a.id, 1, &KeyRange::One(b"zzz".to_vec()), Some(5)),
+        Ok(5)
+    );
+    hub.unwatch(a.id, 1);
 
-    // A receiver that never reads loses the oldest announcements instead of blocking writes.
-    for i in 0..watchable::RING_REVISIONS + 10 {
-        put(&s, b"k", format!("{i}").as_bytes());
+    // A revision too large to queue marks the wanting stream lost from it.
+    put(&s, b"a", &vec![b'x'; watchable::INLINE_EVENT_BYTES + 1]); // 5
+    assert_eq!(a.lost.from(), Some(5));
+    assert!(b.lost.from().is_none());
+    // A lost stream cannot register until it recovers; then it starts over.
+    assert!(hub
+        .watch(a.id, 0, &KeyRange::One(b"a".to_vec()), Some(6))
+        .is_err());
+    hub.recover(a.id);
+    assert!(a.lost.from().is_none());
+    put(&s, b"a", b"small"); // 6: a's watcher was forgotten
+    assert!(a.queue.try_recv().is_err());
+
+    // A stream whose client never reads is marked lost instead of blocking writes.
+    for i in 0..watchable::QUEUE_REVISIONS + 10 {
+        put(&s, b"k2", format!("{i}").as_bytes());
     }
-    assert!(matches!(
-        rx.try_recv(),
-        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))
-    ));
+    let lost_at = b.lost.from().unwrap();
+    assert_eq!(lost_at, 7 + watchable::QUEUE_REVISIONS as i64);
+    let mut queued = 0;
+    while b.queue.try_recv().is_ok() {
+        queued += 1;
+    }
+    assert_eq!(queued, watchable::QUEUE_REVISIONS);
 
-    // Reloading (after a Raft snapshot) announces a jump without events.
-    while rx.try_recv().is_ok() {}
+    // A Raft snapshot (reload) loses every stream with synced watchers from the next revision.
+    hub.recover(b.id);
+    assert_eq!(hub.watch(b.id, 7, &k, None), Ok(s.current_revision() + 1));
+    let before = hub.published();
+    {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            Cf::Meta,
+            b"mvcc/current_revision".to_vec(),
+            (before + 10).to_be_bytes().to_vec(),
+        );
+        s.engine().write(batch, false).unwrap();
+    }
     s.reload().unwrap();
-    let last = rx.try_recv().unwrap();
-    assert_eq!(last.revision, s.current_revision());
-    assert!(last.events.is_none());
+    assert_eq!(b.lost.from(), Some(before + 1));
+    assert_eq!(hub.published(), before + 10);
+    drop(a);
+    drop(b);
 }

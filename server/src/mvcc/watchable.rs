@@ -1,66 +1,279 @@
-//! Announcing published revisions to watchers (etcd's `watchable_store.go`, publisher half).
+//! Routing published revisions to the watch streams that want them (etcd's
+//! `watchable_store.go`: its synced watcher group).
 //!
-//! When a write becomes visible ([`super::KvStore::publish`]), the store sends one
-//! [`Published`] message — the revision and, when small, its events — on a bounded broadcast
-//! ring. Sending never waits: a receiver that falls more than [`RING_REVISIONS`] behind loses
-//! the oldest messages (it sees `Lagged`) and must read what it missed from storage with
-//! [`super::KvStore::read_events`], where every revision stays until compaction. The ring is
-//! shared by all receivers, so its memory is bounded by `RING_REVISIONS ×
-//! INLINE_EVENT_BYTES` however many watchers there are and however slow they are.
+//! A watch stream registers with the [`WatchHub`] and gets a bounded queue. Each of its
+//! watchers that is *synced* — has been sent everything up to the last published revision —
+//! registers its key range. When a write becomes visible ([`super::KvStore::publish`]), the
+//! hub sends the revision's events, once, to each stream with a synced watcher covering one
+//! of its keys; streams with no such watcher hear nothing and pay nothing (their synced
+//! watchers are implicitly up to date). Sending never waits. When a stream's queue is full,
+//! or the revision is too large to queue, the hub instead marks the stream *lost from* that
+//! revision and forgets its watchers' ranges: the stream must read from that revision on out
+//! of storage ([`super::KvStore::read_events`]) and register its watchers again once they
+//! have caught up — registration succeeds only for a watcher whose next revision is past
+//! the last published one, so no revision falls between storage and the queue. Memory per
+//! stream is bounded by `QUEUE_REVISIONS × INLINE_EVENT_BYTES`, however slow its client.
 //!
-//! This module does not know about watchers, key ranges or gRPC; that is `api::watch`.
+//! This module routes; filters, `prev_kv`, ids and gRPC are `api::watch`'s.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use setpoint_proto::mvccpb::Event;
-use tokio::sync::broadcast;
+use tokio::sync::{mpsc, Notify};
 
-/// Revisions the ring holds before a slow receiver starts losing messages.
-pub const RING_REVISIONS: usize = 1024;
-/// A revision whose events are larger than this is announced without them; receivers read
-/// it from storage. Keeps the ring's memory bounded.
+use super::watcher_group::{KeyRange, WatcherGroup};
+
+/// Revisions queued for one stream before it is marked lost.
+pub const QUEUE_REVISIONS: usize = 128;
+/// A revision whose events are larger than this is never queued: streams that want it read
+/// it from storage. Keeps queue memory bounded.
 pub const INLINE_EVENT_BYTES: usize = 64 * 1024;
 
-/// One published revision.
+/// One published revision, as queued for a stream.
 #[derive(Debug)]
 pub struct Published {
-    /// The store revision that became visible. Every revision up to it is readable.
     pub revision: i64,
-    /// Its events in sub-revision order, or `None`: read them from storage (too large to
-    /// inline, or the store jumped several revisions at once, e.g. after a Raft snapshot).
-    pub events: Option<Vec<Event>>,
+    /// All of its events, in sub-revision order.
+    pub events: Vec<Event>,
 }
 
-/// The sending half, owned by the store.
-pub(super) struct Notifier {
-    tx: broadcast::Sender<Arc<Published>>,
+pub type StreamId = u64;
+/// A watcher, as the hub knows it: its stream and its id there.
+type WatcherKey = (StreamId, i64);
+
+/// Set by the hub when a stream missed a revision; the stream reads it and what follows
+/// from storage.
+#[derive(Debug, Default)]
+pub struct Lost {
+    /// The first revision not queued for the stream; 0 while nothing was lost.
+    from: AtomicI64,
+    /// Woken when `from` is set.
+    pub notify: Notify,
 }
 
-impl Notifier {
-    pub(super) fn new() -> Self {
-        let (tx, _) = broadcast::channel(RING_REVISIONS);
-        Notifier { tx }
+impl Lost {
+    /// The first revision the stream missed, if it missed one.
+    pub fn from(&self) -> Option<i64> {
+        match self.from.load(Ordering::SeqCst) {
+            0 => None,
+            r => Some(r),
+        }
+    }
+}
+
+struct Slot {
+    tx: mpsc::Sender<Arc<Published>>,
+    lost: Arc<Lost>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The last revision announced; every one up to it is readable from storage.
+    published: i64,
+    next_stream: StreamId,
+    streams: HashMap<StreamId, Slot>,
+    synced: WatcherGroup<WatcherKey>,
+    ranges: HashMap<WatcherKey, KeyRange>,
+    /// Times a stream was marked lost (for metrics).
+    losses: u64,
+}
+
+impl Inner {
+    /// Marks `stream` lost from `revision` and forgets its watchers' ranges.
+    fn lose(&mut self, stream: StreamId, revision: i64) {
+        let Some(slot) = self.streams.get(&stream) else {
+            return;
+        };
+        let lost = slot.lost.clone();
+        if lost
+            .from
+            .compare_exchange(0, revision, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.losses += 1;
+        }
+        self.forget_stream_watchers(stream);
+        lost.notify.notify_one();
     }
 
-    /// Announces `revision` with `events` (inlined when small enough). Never blocks.
+    fn forget_stream_watchers(&mut self, stream: StreamId) {
+        self.synced.retain(|(s, _)| *s != stream);
+        self.ranges.retain(|(s, _), _| *s != stream);
+    }
+}
+
+/// The router between the store's publishing and the watch streams.
+#[derive(Default)]
+pub struct WatchHub {
+    inner: Mutex<Inner>,
+}
+
+fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A stream's registration; unregisters when dropped.
+pub struct HubStream {
+    hub: Arc<WatchHub>,
+    pub id: StreamId,
+    /// Revisions for this stream's synced watchers, in order.
+    pub queue: mpsc::Receiver<Arc<Published>>,
+    pub lost: Arc<Lost>,
+}
+
+impl Drop for HubStream {
+    fn drop(&mut self) {
+        let mut inner = lock(&self.hub.inner);
+        inner.streams.remove(&self.id);
+        inner.forget_stream_watchers(self.id);
+    }
+}
+
+impl WatchHub {
+    pub(super) fn new(published: i64) -> Self {
+        WatchHub {
+            inner: Mutex::new(Inner {
+                published,
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Opens a stream's queue.
+    pub fn open_stream(self: &Arc<Self>) -> HubStream {
+        let (tx, queue) = mpsc::channel(QUEUE_REVISIONS);
+        let lost = Arc::new(Lost::default());
+        let mut inner = lock(&self.inner);
+        let id = inner.next_stream;
+        inner.next_stream += 1;
+        inner.streams.insert(
+            id,
+            Slot {
+                tx,
+                lost: lost.clone(),
+            },
+        );
+        HubStream {
+            hub: self.clone(),
+            id,
+            queue,
+            lost,
+        }
+    }
+
+    /// The last revision announced.
+    pub fn published(&self) -> i64 {
+        lock(&self.inner).published
+    }
+
+    /// Times streams were marked lost.
+    pub fn losses(&self) -> u64 {
+        lock(&self.inner).losses
+    }
+
+    /// Registers watcher `watch_id` of `stream` as synced: from `next_rev` on (or, for
+    /// `None`, from the next revision to be published) its range's revisions are queued for
+    /// the stream. Returns the watcher's next revision, or `Err(published)` if `next_rev`
+    /// is not past the last published revision (the watcher must catch up from storage
+    /// first) or the stream is lost (it must recover first).
+    pub fn watch(
+        &self,
+        stream: StreamId,
+        watch_id: i64,
+        range: &KeyRange,
+        next_rev: Option<i64>,
+    ) -> Result<i64, i64> {
+        let mut inner = lock(&self.inner);
+        let published = inner.published;
+        let lost = inner
+            .streams
+            .get(&stream)
+            .is_none_or(|s| s.lost.from().is_some());
+        let next = next_rev.unwrap_or(published + 1);
+        if lost || next <= published {
+            return Err(published);
+        }
+        let key = (stream, watch_id);
+        if let Some(old) = inner.ranges.insert(key, range.clone()) {
+            inner.synced.remove(&old, key);
+        }
+        inner.synced.add(range, key);
+        Ok(next)
+    }
+
+    /// Stops queueing for one watcher (canceled, or no longer synced).
+    pub fn unwatch(&self, stream: StreamId, watch_id: i64) {
+        let mut inner = lock(&self.inner);
+        if let Some(range) = inner.ranges.remove(&(stream, watch_id)) {
+            inner.synced.remove(&range, (stream, watch_id));
+        }
+    }
+
+    /// Called by a lost stream once it has drained its queue: clears the mark (its watchers
+    /// were already forgotten) so its watchers can register again after catching up.
+    pub fn recover(&self, stream: StreamId) {
+        let mut inner = lock(&self.inner);
+        inner.forget_stream_watchers(stream);
+        if let Some(slot) = inner.streams.get(&stream) {
+            slot.lost.from.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Announces `revision` and queues its events for the streams that want them.
     pub(super) fn notify(&self, revision: i64, events: Vec<Event>) {
-        if self.tx.receiver_count() == 0 {
+        let mut inner = lock(&self.inner);
+        inner.published = inner.published.max(revision);
+        if inner.synced.is_empty() {
+            return;
+        }
+        let mut wanted: Vec<StreamId> = Vec::new();
+        for e in &events {
+            if let Some(kv) = &e.kv {
+                inner.synced.for_each_covering(&kv.key, |(s, _)| {
+                    if !wanted.contains(&s) {
+                        wanted.push(s);
+                    }
+                });
+            }
+        }
+        if wanted.is_empty() {
             return;
         }
         let size: usize = events.iter().map(prost::Message::encoded_len).sum();
-        let events = (size <= INLINE_EVENT_BYTES).then_some(events);
-        let _ = self.tx.send(Arc::new(Published { revision, events }));
+        if size > INLINE_EVENT_BYTES {
+            for s in wanted {
+                inner.lose(s, revision);
+            }
+            return;
+        }
+        let msg = Arc::new(Published { revision, events });
+        for s in wanted {
+            let sent = match inner.streams.get(&s) {
+                Some(slot) => slot.tx.try_send(msg.clone()),
+                None => continue,
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = sent {
+                inner.lose(s, revision);
+            }
+        }
     }
 
-    /// Announces that everything up to `revision` is readable, without events.
-    pub(super) fn notify_jump(&self, revision: i64) {
-        let _ = self.tx.send(Arc::new(Published {
-            revision,
-            events: None,
-        }));
-    }
-
-    pub(super) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
-        self.tx.subscribe()
+    /// The store jumped to `revision` without announcing what lies between (a Raft snapshot
+    /// was installed): every stream with synced watchers must read it from storage.
+    pub(super) fn jump(&self, revision: i64) {
+        let mut inner = lock(&self.inner);
+        if revision <= inner.published {
+            return;
+        }
+        let from = inner.published + 1;
+        inner.published = revision;
+        let streams: Vec<StreamId> = inner.streams.keys().copied().collect();
+        for s in streams {
+            if inner.ranges.keys().any(|(st, _)| *st == s) {
+                inner.lose(s, from);
+            }
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! The Watch service: etcd's bidirectional Watch stream.
 //!
 //! Each client stream gets its own task (`stream`) holding its watchers (`watcher`); events
-//! come from the store's announcements of published revisions and, for watchers that are
-//! behind, from storage (`mvcc::watchable`, `mvcc::KvStore::read_events`). Large responses
+//! come from the store's watch hub, which queues each published revision for the streams
+//! whose watchers want it, and, for watchers that are behind, from storage
+//! (`mvcc::watchable`, `mvcc::KvStore::read_events`). Large responses
 //! are split for watchers that allow it (`fragment`). The apply path never waits for a
 //! watcher. Like etcd, a stream opened with the `hasleader` metadata fails with "no leader"
 //! when its member has been without a leader for a while, so clients move elsewhere.
@@ -71,8 +72,13 @@ impl Watch for WatchService {
         }
         let (tx, rx) = mpsc::channel(OUTBOUND_RESPONSES);
         let metrics = self.ctx.watch_metrics.clone();
-        let stream = WatchStream::new(self.ctx.clone(), metrics.clone(), tx);
-        tokio::spawn(stream.run(req.into_inner(), require_leader));
+        tokio::spawn(WatchStream::serve(
+            self.ctx.clone(),
+            metrics.clone(),
+            tx,
+            req.into_inner(),
+            require_leader,
+        ));
         let out = ReceiverStream::new(rx).map(move |item| {
             if let Ok(resp) = &item {
                 metrics

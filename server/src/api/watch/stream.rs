@@ -1,25 +1,27 @@
 //! One client Watch stream: its watchers, and the loop that feeds them.
 //!
-//! The loop waits on four things: the client's requests (create, cancel, progress), the
-//! store's announcements of published revisions (`mvcc::watchable`), catch-up work, and the
-//! progress ticker. A watcher is *synced* when it has been sent everything up to the newest
-//! revision this stream has heard of; synced watchers get each new revision straight from the
-//! announcement. Any other watcher — one started at an old revision, one that missed
-//! announcements because the client read slowly and the ring moved on, one whose revision was
-//! too large to announce inline — is *catching up*: it is fed from storage, a bounded batch
-//! at a time, until it is synced again. So events go out in revision order, each once, with
-//! no gaps, and all events of a revision in one response (split only into `fragment`s).
+//! Every watcher is either *synced* or *catching up*. A synced watcher is registered with the
+//! store's watch hub (`mvcc::watchable`), which queues for this stream each new revision that
+//! touches a synced watcher's keys; the loop hands those events out. A watcher that starts at
+//! an old revision — or every synced watcher of a stream the hub marked lost, because its
+//! client read too slowly for the queue or a revision was too large to queue — catches up
+//! from storage a bounded batch at a time, then registers again; the hub accepts it only
+//! once nothing published lies between storage and the queue. So events go out in revision
+//! order, each once, with no gaps, and all events of a revision in one response (split only
+//! into `fragment`s when the watcher allows it).
 //!
-//! Memory per stream is bounded: at most [`OUTBOUND_RESPONSES`] responses wait for the
-//! client, and a catch-up batch is at most [`CATCHUP_BYTES`] (or one revision). A client that
-//! stops reading blocks only its own stream; the store never waits for it.
+//! Memory per stream is bounded: the hub's queue, at most [`OUTBOUND_RESPONSES`] responses
+//! waiting for the client, and one catch-up batch of at most [`CATCHUP_BYTES`] (or one
+//! revision). A client that stops reading blocks only its own stream; the store never waits.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use setpoint_proto::etcdserverpb::watch_request::RequestUnion;
-use setpoint_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use setpoint_proto::etcdserverpb::{
+    ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse,
+};
 use setpoint_proto::mvccpb::Event;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
@@ -28,9 +30,10 @@ use super::watcher::{is_create, CreateError, Watcher};
 use super::WatchMetrics;
 use crate::api::Ctx;
 use crate::error::Error;
-use crate::mvcc::{MvccError, Published};
+use crate::mvcc::watchable::Lost;
+use crate::mvcc::{MvccError, Published, WatchHub, WatcherGroup};
 
-/// Responses queued for the client before the stream stops reading the store.
+/// Responses queued for the client before the stream stops reading its queue.
 pub const OUTBOUND_RESPONSES: usize = 16;
 /// A catch-up batch stops after this many events or bytes (never inside a revision).
 const CATCHUP_EVENTS: usize = 1000;
@@ -42,6 +45,7 @@ const NO_LEADER_CHECKS: u32 = 3;
 const NO_WATCH_ID: i64 = -1;
 
 pub type Outbound = mpsc::Sender<Result<WatchResponse, Status>>;
+type Queue = mpsc::Receiver<Arc<Published>>;
 
 /// Why the loop ended early: the client is gone, or the stream must fail with a status.
 enum End {
@@ -54,44 +58,63 @@ type Step = Result<(), End>;
 pub struct WatchStream {
     ctx: Ctx,
     metrics: WatchMetrics,
-    /// Watchers counted in the slow-watcher gauge.
-    slow: i64,
     out: Outbound,
+    hub: Arc<WatchHub>,
+    stream_id: u64,
+    lost: Arc<Lost>,
     watchers: BTreeMap<i64, Watcher>,
+    /// This stream's synced watchers by key.
+    synced: WatcherGroup<i64>,
     /// The next id to try for a server-assigned watch id.
     next_id: i64,
-    /// The newest revision this stream knows to be published.
-    seen: i64,
+    /// Watchers counted in the slow-watcher gauge.
+    slow: i64,
     /// Progress requests: the revision each one promises, answered once every watcher
     /// is past it.
     progress_waits: VecDeque<i64>,
 }
 
 impl WatchStream {
-    pub fn new(ctx: Ctx, metrics: WatchMetrics, out: Outbound) -> Self {
+    /// Serves a client stream until the client closes it or it fails.
+    pub async fn serve(
+        ctx: Ctx,
+        metrics: WatchMetrics,
+        out: Outbound,
+        inbound: Streaming<WatchRequest>,
+        require_leader: bool,
+    ) {
+        let hub = ctx.kv.watch_hub().clone();
+        let registration = hub.open_stream();
         metrics.streams.inc();
-        WatchStream {
+        let stream = WatchStream {
             ctx,
             metrics,
-            slow: 0,
             out,
+            hub,
+            stream_id: registration.id,
+            lost: registration.lost.clone(),
             watchers: BTreeMap::new(),
+            synced: WatcherGroup::default(),
             next_id: 0,
-            seen: 0,
+            slow: 0,
             progress_waits: VecDeque::new(),
-        }
+        };
+        let mut queue = registration;
+        stream.run(inbound, &mut queue.queue, require_leader).await;
     }
 
-    /// Serves the stream until the client closes it or it fails.
-    pub async fn run(mut self, mut inbound: Streaming<WatchRequest>, require_leader: bool) {
-        let mut published = self.ctx.kv.subscribe();
-        self.seen = self.ctx.kv.current_revision();
+    async fn run(
+        mut self,
+        mut inbound: Streaming<WatchRequest>,
+        queue: &mut Queue,
+        require_leader: bool,
+    ) {
         let interval = self.ctx.watch.progress_notify_interval;
         let mut progress =
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        let check = self.ctx.watch.leader_check_interval;
-        let mut leader_check = tokio::time::interval(check);
+        let mut leader_check = tokio::time::interval(self.ctx.watch.leader_check_interval);
         let mut leaderless_checks = 0u32;
+        let lost = self.lost.clone();
         let end = loop {
             let catching_up = self.lowest_unsynced();
             let has_progress = self.watchers.values().any(|w| w.progress_notify);
@@ -100,20 +123,15 @@ impl WatchStream {
                     Ok(Some(req)) => self.on_request(req).await,
                     Ok(None) | Err(_) => Err(End::ClientGone),
                 },
-                msg = published.recv() => match msg {
-                    Ok(p) => self.on_published(&p).await,
-                    Err(RecvError::Lagged(n)) => {
-                        // Missed announcements: what they said is in storage.
-                        self.metrics.lagged.inc_by(n);
-                        self.seen = self.seen.max(self.ctx.kv.current_revision());
-                        Ok(())
-                    }
-                    Err(RecvError::Closed) => Err(End::Fail(Error::Stopped.into())),
+                msg = queue.recv() => match msg {
+                    Some(p) => self.on_published(&p).await,
+                    None => Err(End::Fail(Error::Stopped.into())),
                 },
+                _ = lost.notify.notified() => Ok(()),
                 _ = std::future::ready(()), if catching_up.is_some() => {
                     self.catch_up(catching_up.unwrap_or_default()).await
                 }
-                _ = progress.tick(), if has_progress => self.on_progress_tick().await,
+                _ = progress.tick(), if has_progress => self.on_progress_tick(queue).await,
                 _ = leader_check.tick(), if require_leader => {
                     leaderless_checks = match self.ctx.node.status().leader {
                         Some(_) => 0,
@@ -128,7 +146,11 @@ impl WatchStream {
                 _ = self.out.closed() => Err(End::ClientGone),
             };
             let step = match step {
-                Ok(()) => self.answer_progress_requests().await,
+                Ok(()) => self.recover_if_lost(queue).await,
+                e => e,
+            };
+            let step = match step {
+                Ok(()) => self.answer_progress_requests(queue).await,
                 e => e,
             };
             if let Err(end) = step {
@@ -146,7 +168,7 @@ impl WatchStream {
         self.out.send(Ok(resp)).await.map_err(|_| End::ClientGone)
     }
 
-    fn header(&self, revision: i64) -> Option<setpoint_proto::etcdserverpb::ResponseHeader> {
+    fn header(&self, revision: i64) -> Option<ResponseHeader> {
         Some(self.ctx.node.header(revision))
     }
 
@@ -154,8 +176,7 @@ impl WatchStream {
         match req.request_union {
             Some(RequestUnion::CreateRequest(create)) => self.create(&create).await,
             Some(RequestUnion::CancelRequest(cancel)) => {
-                if self.watchers.remove(&cancel.watch_id).is_some() {
-                    self.metrics.watchers.dec();
+                if self.remove(cancel.watch_id) {
                     let resp = WatchResponse {
                         header: self.header(self.ctx.kv.current_revision()),
                         watch_id: cancel.watch_id,
@@ -167,32 +188,53 @@ impl WatchStream {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                self.progress_waits
-                    .push_back(self.ctx.kv.current_revision());
+                self.progress_waits.push_back(self.hub.published());
                 Ok(())
             }
             None => Ok(()),
         }
     }
 
+    /// Forgets a watcher; false if there was none with that id.
+    fn remove(&mut self, id: i64) -> bool {
+        let Some(w) = self.watchers.remove(&id) else {
+            return false;
+        };
+        if w.synced {
+            self.hub.unwatch(self.stream_id, id);
+            self.synced.remove(&w.range, id);
+        }
+        self.metrics.watchers.dec();
+        true
+    }
+
+    /// Registers a caught-up watcher with the hub; it stays catching up if more was
+    /// published meanwhile.
+    fn try_sync(&mut self, id: i64, next_rev: Option<i64>) {
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        if let Ok(next) = self.hub.watch(self.stream_id, id, &w.range, next_rev) {
+            w.next_rev = next;
+            w.synced = true;
+            self.synced.add(&w.range, id);
+        }
+    }
+
     async fn create(&mut self, req: &WatchCreateRequest) -> Step {
         let current = self.ctx.kv.current_revision();
-        let start = if req.start_revision == 0 {
-            current + 1
-        } else {
-            req.start_revision
-        };
+        let start = (req.start_revision != 0).then_some(req.start_revision);
         let created = if req.watch_id != 0 {
             if self.watchers.contains_key(&req.watch_id) {
                 Err(CreateError::DuplicateId)
             } else {
-                Watcher::new(req.watch_id, req, start)
+                Watcher::new(req.watch_id, req, start.unwrap_or(current + 1))
             }
         } else {
             while self.watchers.contains_key(&self.next_id) {
                 self.next_id += 1;
             }
-            let w = Watcher::new(self.next_id, req, start);
+            let w = Watcher::new(self.next_id, req, start.unwrap_or(current + 1));
             if w.is_ok() {
                 self.next_id += 1;
             }
@@ -203,8 +245,15 @@ impl WatchStream {
                 let id = w.id;
                 self.watchers.insert(id, w);
                 self.metrics.watchers.inc();
+                // From now (start 0), or from a future revision: synced at once; from the
+                // past: catching up first.
+                self.try_sync(id, start);
+                let header_rev = match (start, self.watchers.get(&id)) {
+                    (None, Some(w)) => w.next_rev - 1,
+                    _ => current,
+                };
                 WatchResponse {
-                    header: self.header(current),
+                    header: self.header(header_rev),
                     watch_id: id,
                     created: true,
                     ..Default::default()
@@ -222,48 +271,44 @@ impl WatchStream {
         self.send(resp).await
     }
 
-    /// The lowest `next_rev` among watchers that are behind what this stream has heard of;
-    /// keeps the slow-watcher gauge up to date on the way.
+    /// The lowest `next_rev` among watchers catching up; keeps the slow-watcher gauge.
     fn lowest_unsynced(&mut self) -> Option<i64> {
-        let mut lowest = None;
+        let mut lowest: Option<i64> = None;
         let mut slow = 0;
-        for r in self.watchers.values().map(|w| w.next_rev) {
-            if r <= self.seen {
-                slow += 1;
-                lowest = Some(lowest.map_or(r, |l: i64| l.min(r)));
-            }
+        for w in self.watchers.values().filter(|w| !w.synced) {
+            slow += 1;
+            lowest = Some(lowest.map_or(w.next_rev, |l| l.min(w.next_rev)));
         }
         self.metrics.slow_watchers.add(slow - self.slow);
         self.slow = slow;
         lowest
     }
 
-    /// A revision was published: synced watchers get its events from the announcement.
+    /// A queued revision: its events go to the synced watchers that want them.
     async fn on_published(&mut self, p: &Published) -> Step {
         let rev = p.revision;
-        self.seen = self.seen.max(rev);
-        let Some(events) = &p.events else {
-            // Not inlined: watchers at `rev` are now behind `seen` and catch up from storage.
-            return Ok(());
-        };
-        let ids: Vec<i64> = self
-            .watchers
-            .values()
-            .filter(|w| w.next_rev == rev)
-            .map(|w| w.id)
-            .collect();
-        for id in ids {
-            let Some(w) = self.watchers.get(&id) else {
-                continue;
-            };
-            let wanted: Vec<Event> = events.iter().filter(|e| w.wants(e)).cloned().collect();
-            self.deliver(id, wanted, rev).await?;
+        let mut per_watcher: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
+        for e in &p.events {
+            let Some(kv) = &e.kv else { continue };
+            let mut ids = Vec::new();
+            self.synced.for_each_covering(&kv.key, |id| ids.push(id));
+            for id in ids {
+                if let Some(w) = self.watchers.get(&id) {
+                    if w.synced && rev >= w.next_rev && w.wants(e) {
+                        per_watcher.entry(id).or_default().push(e.clone());
+                    }
+                }
+            }
+        }
+        for (id, events) in per_watcher {
+            self.deliver(id, events, rev).await?;
         }
         Ok(())
     }
 
-    /// Feeds, from storage, every watcher whose next revision is `from` or later but still
-    /// behind; watchers below the compaction revision are canceled as etcd cancels them.
+    /// Feeds, from storage, every catching-up watcher whose next revision is `from` or later
+    /// but within what was read; registers those that are then caught up. Watchers below the
+    /// compaction revision are canceled as etcd cancels them.
     async fn catch_up(&mut self, from: i64) -> Step {
         let kv = self.ctx.kv.clone();
         let read = tokio::task::spawn_blocking(move || {
@@ -276,25 +321,28 @@ impl WatchStream {
             Err(MvccError::Compacted) => return self.cancel_compacted().await,
             Err(e) => return Err(End::Fail(Error::from(e).into())),
         };
-        self.seen = self.seen.max(batch.through);
         self.metrics.catchup_reads.inc();
         let ids: Vec<i64> = self
             .watchers
             .values()
-            .filter(|w| w.next_rev >= from && w.next_rev <= batch.through)
+            .filter(|w| !w.synced && w.next_rev >= from)
             .map(|w| w.id)
             .collect();
         for id in ids {
             let Some(w) = self.watchers.get(&id) else {
                 continue;
             };
-            let wanted: Vec<Event> = batch
-                .events
-                .iter()
-                .filter(|(r, e)| r.main >= w.next_rev && w.wants(e))
-                .map(|(_, e)| e.clone())
-                .collect();
-            self.deliver(id, wanted, batch.through).await?;
+            if w.next_rev <= batch.through {
+                let wanted: Vec<Event> = batch
+                    .events
+                    .iter()
+                    .filter(|(r, e)| r.main >= w.next_rev && w.wants(e))
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                self.deliver(id, wanted, batch.through).await?;
+            }
+            let next = self.watchers.get(&id).map(|w| w.next_rev);
+            self.try_sync(id, next);
         }
         Ok(())
     }
@@ -341,12 +389,11 @@ impl WatchStream {
         let doomed: Vec<i64> = self
             .watchers
             .values()
-            .filter(|w| w.next_rev < compact)
+            .filter(|w| !w.synced && w.next_rev < compact)
             .map(|w| w.id)
             .collect();
         for id in doomed {
-            self.watchers.remove(&id);
-            self.metrics.watchers.dec();
+            self.remove(id);
             // etcd's compaction notice carries no header revision.
             let resp = WatchResponse {
                 header: self.header(0),
@@ -360,20 +407,50 @@ impl WatchStream {
         Ok(())
     }
 
+    /// Hands out everything already queued, then recovers if the hub marked the stream lost.
+    async fn drain(&mut self, queue: &mut Queue) -> Step {
+        while let Ok(p) = queue.try_recv() {
+            self.on_published(&p).await?;
+        }
+        self.recover_if_lost(queue).await
+    }
+
+    /// If the hub stopped queueing for this stream at some revision, hands out what was
+    /// queued before it and turns every synced watcher into a catching-up one from there.
+    async fn recover_if_lost(&mut self, queue: &mut Queue) -> Step {
+        let Some(from) = self.lost.from() else {
+            return Ok(());
+        };
+        // Everything still queued is older than `from`, and nothing newer can be queued
+        // until the stream recovers (the hub refuses registrations meanwhile).
+        while let Ok(p) = queue.try_recv() {
+            self.on_published(&p).await?;
+        }
+        self.hub.recover(self.stream_id);
+        self.metrics.lost.inc();
+        for w in self.watchers.values_mut().filter(|w| w.synced) {
+            w.synced = false;
+            w.next_rev = w.next_rev.max(from);
+        }
+        self.synced = WatcherGroup::default();
+        Ok(())
+    }
+
     /// etcd's periodic progress notification: to each synced watcher that asked for it and
     /// got no events since the last tick.
-    async fn on_progress_tick(&mut self) -> Step {
-        let seen = self.seen;
+    async fn on_progress_tick(&mut self, queue: &mut Queue) -> Step {
+        self.drain(queue).await?;
+        let published = self.hub.published();
         let mut notify = Vec::new();
         for w in self.watchers.values_mut().filter(|w| w.progress_notify) {
-            if !w.sent_since_tick && w.next_rev > seen {
+            if !w.sent_since_tick && w.synced {
                 notify.push(w.id);
             }
             w.sent_since_tick = false;
         }
         for id in notify {
             let resp = WatchResponse {
-                header: self.header(seen),
+                header: self.header(published),
                 watch_id: id,
                 ..Default::default()
             };
@@ -383,9 +460,18 @@ impl WatchStream {
     }
 
     /// Answers progress requests whose revision every watcher has passed.
-    async fn answer_progress_requests(&mut self) -> Step {
+    async fn answer_progress_requests(&mut self, queue: &mut Queue) -> Step {
+        if self.progress_waits.is_empty() {
+            return Ok(());
+        }
+        // Everything published up to a request's revision is queued or in storage.
+        self.drain(queue).await?;
         while let Some(&rev) = self.progress_waits.front() {
-            if self.watchers.values().any(|w| w.next_rev <= rev) {
+            if self
+                .watchers
+                .values()
+                .any(|w| !w.synced && w.next_rev <= rev)
+            {
                 break;
             }
             self.progress_waits.pop_front();

@@ -10,6 +10,8 @@ use setpoint_proto::etcdserverpb::watch_create_request::FilterType;
 use setpoint_proto::etcdserverpb::WatchCreateRequest;
 use setpoint_proto::mvccpb::{event::EventType, Event};
 
+use crate::mvcc::KeyRange;
+
 /// Why a create request is refused; the text is etcd's `cancel_reason`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CreateError {
@@ -19,20 +21,16 @@ pub enum CreateError {
     EmptyRange,
 }
 
-/// The keys a watcher covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Keys {
-    One(Vec<u8>),
-    From(Vec<u8>),
-    Range(Vec<u8>, Vec<u8>),
-}
-
 #[derive(Debug)]
 pub struct Watcher {
     pub id: i64,
-    keys: Keys,
-    /// The first revision not yet delivered.
+    pub range: KeyRange,
+    /// The first revision not yet delivered (a lower bound while synced: revisions of other
+    /// keys are not counted).
     pub next_rev: i64,
+    /// Registered with the store's watch hub: new revisions come from the stream's queue.
+    /// Otherwise it is catching up from storage.
+    pub synced: bool,
     no_put: bool,
     no_delete: bool,
     pub prev_kv: bool,
@@ -50,17 +48,18 @@ impl Watcher {
         } else {
             req.key.clone()
         };
-        let keys = match req.range_end.as_slice() {
-            [] => Keys::One(key),
-            [0] => Keys::From(key),
+        let range = match req.range_end.as_slice() {
+            [] => KeyRange::One(key),
+            [0] => KeyRange::From(key),
             end if key.as_slice() >= end => return Err(CreateError::EmptyRange),
-            end => Keys::Range(key, end.to_vec()),
+            end => KeyRange::Range(key, end.to_vec()),
         };
         let has = |f: FilterType| req.filters.contains(&(f as i32));
         Ok(Watcher {
             id,
-            keys,
+            range,
             next_rev: start_rev,
+            synced: false,
             no_put: has(FilterType::Noput),
             no_delete: has(FilterType::Nodelete),
             prev_kv: req.prev_kv,
@@ -68,14 +67,6 @@ impl Watcher {
             fragment: req.fragment,
             sent_since_tick: false,
         })
-    }
-
-    fn covers(&self, key: &[u8]) -> bool {
-        match &self.keys {
-            Keys::One(k) => key == k.as_slice(),
-            Keys::From(k) => key >= k.as_slice(),
-            Keys::Range(k, end) => key >= k.as_slice() && key < end.as_slice(),
-        }
     }
 
     /// Whether `event` is for this watcher: its key is covered and no filter drops it.
@@ -86,7 +77,7 @@ impl Watcher {
         } else {
             self.no_put
         };
-        !dropped && self.covers(&kv.key)
+        !dropped && self.range.covers(&kv.key)
     }
 }
 
