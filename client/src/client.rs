@@ -298,6 +298,7 @@ impl Client {
     {
         let policy = self.inner.policy;
         let timeout = self.inner.options.request_timeout;
+        let began = std::time::Instant::now();
         let mut tries = 0usize;
         loop {
             let index = self.current_endpoint();
@@ -312,7 +313,9 @@ impl Client {
             if should_failover(class) {
                 self.failover_from(index);
             }
-            if !should_retry(kind, class) || tries >= policy.max_attempts {
+            let spent =
+                tries >= policy.max_attempts && began.elapsed() >= self.inner.options.retry_budget;
+            if !should_retry(kind, class) || spent {
                 tracing::debug!(op, endpoint = %self.inner.endpoints[index], ?class, tries, error = %err, "request failed");
                 return Err(err);
             }

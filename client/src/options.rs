@@ -27,6 +27,10 @@ pub struct ConnectOptions {
     /// Total attempts per request (first try included). `None` means
     /// 2 × number of endpoints.
     pub max_attempts: Option<usize>,
+    /// A request that may be retried keeps being retried, past
+    /// `max_attempts`, until this long after its first attempt — long enough
+    /// to ride out a leader election. Default 10 s.
+    pub retry_budget: Duration,
     /// Backoff before the first retry; doubled each retry up to
     /// `backoff_max`. Default 50 ms.
     pub backoff_min: Duration,
@@ -47,6 +51,7 @@ impl Default for ConnectOptions {
             keepalive_timeout: Duration::from_secs(5),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_attempts: None,
+            retry_budget: Duration::from_secs(10),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_millis(200),
             watch_resume_timeout: Duration::from_secs(30),
