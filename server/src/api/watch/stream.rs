@@ -439,8 +439,10 @@ impl WatchStream {
     /// etcd's periodic progress notification: to each synced watcher that asked for it and
     /// got no events since the last tick.
     async fn on_progress_tick(&mut self, queue: &mut Queue) -> Step {
-        self.drain(queue).await?;
+        // Read the revision first: everything up to it is queued by then, and the drain
+        // hands it out before the notification promises it.
         let published = self.hub.published();
+        self.drain(queue).await?;
         let mut notify = Vec::new();
         for w in self.watchers.values_mut().filter(|w| w.progress_notify) {
             if !w.sent_since_tick && w.synced {
