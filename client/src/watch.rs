@@ -378,8 +378,13 @@ impl Watcher {
         let mut events = mem::take(&mut self.fragments);
         events.extend(resp.events);
         if events.is_empty() {
-            // Every change up to the header revision has been sent.
-            self.resume_revision = self.resume_revision.max(header_revision + 1);
+            // A watcher's own progress notification means every change up to the header
+            // revision has been sent. A reply to a progress request (id -1) does not promise
+            // that on every server (etcd 3.4 answers at once, ahead of queued events), so it
+            // does not move the resume point.
+            if resp.watch_id != BROADCAST_WATCH_ID {
+                self.resume_revision = self.resume_revision.max(header_revision + 1);
+            }
             return Ok(Some(WatchBatch {
                 header_revision,
                 events,

@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{setpoint_bin, Cluster};
-use setpoint_client::proto::etcdserverpb::PutRequest;
-use setpoint_client::{Client, ConnectOptions, WatchOptions};
+use setpoint_client::proto::etcdserverpb::{PutRequest, RangeRequest};
+use setpoint_client::{prefix_range_end, Client, ConnectOptions, WatchOptions};
 
 /// (revision, key, value) of each event.
 type Change = (i64, String, String);
@@ -91,7 +91,22 @@ fn client_watch_resumes_on_another_member_without_loss_or_duplicates() {
                 collect_until(&mut watcher, &mut seen, last).await;
             }
         }
-        let last = acked.last().map_or(0, |c| c.0);
+        // Up to the store's final revision: a put whose outcome the writer never learned may
+        // still have been applied, and the watch must show it too.
+        let last = loop {
+            if let Ok(r) = writer
+                .range(RangeRequest {
+                    key: b"w/".to_vec(),
+                    range_end: prefix_range_end(b"w/"),
+                    count_only: true,
+                    ..Default::default()
+                })
+                .await
+            {
+                break r.header.expect("header").revision;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         collect_until(&mut watcher, &mut seen, last).await;
 
         // Every change once, in order, nothing missing.

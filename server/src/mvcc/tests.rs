@@ -891,11 +891,11 @@ fn the_hub_queues_only_wanted_revisions_and_never_waits() {
     let mut b = hub.open_stream();
     // Stream a watches key "a" from now; stream b watches prefix "k".
     assert_eq!(
-        hub.watch(a.id, 0, &KeyRange::One(b"a".to_vec()), None),
-        Ok(2)
+        hub.watch(a.id, 0, &KeyRange::One(b"a".to_vec()), None, 0),
+        Ok((2, 1))
     );
     let k = KeyRange::Range(b"k".to_vec(), b"l".to_vec());
-    assert_eq!(hub.watch(b.id, 7, &k, None), Ok(2));
+    assert_eq!(hub.watch(b.id, 7, &k, None, 0), Ok((2, 1)));
     put(&s, b"a", b"1"); // 2
     write(&s, |t| {
         t.put(b"k1", b"1", 0, false, false).unwrap();
@@ -916,15 +916,11 @@ fn the_hub_queues_only_wanted_revisions_and_never_waits() {
     assert!(b.queue.try_recv().is_err());
     assert_eq!(hub.published(), 4);
 
-    // Registration from the past is refused: catch up from storage first.
-    assert_eq!(
-        hub.watch(a.id, 1, &KeyRange::One(b"zzz".to_vec()), Some(4)),
-        Err(4)
-    );
-    assert_eq!(
-        hub.watch(a.id, 1, &KeyRange::One(b"zzz".to_vec()), Some(5)),
-        Ok(5)
-    );
+    // Registration from the past: refused beyond the allowed gap, else the caller fills it.
+    let zzz = KeyRange::One(b"zzz".to_vec());
+    assert_eq!(hub.watch(a.id, 1, &zzz, Some(3), 1), Err(4));
+    assert_eq!(hub.watch(a.id, 1, &zzz, Some(4), 1), Ok((4, 4)));
+    assert_eq!(hub.watch(a.id, 1, &zzz, Some(5), 0), Ok((5, 4)));
     hub.unwatch(a.id, 1);
 
     // A revision too large to queue marks the wanting stream lost from it.
@@ -933,7 +929,7 @@ fn the_hub_queues_only_wanted_revisions_and_never_waits() {
     assert!(b.lost.from().is_none());
     // A lost stream cannot register until it recovers; then it starts over.
     assert!(hub
-        .watch(a.id, 0, &KeyRange::One(b"a".to_vec()), Some(6))
+        .watch(a.id, 0, &KeyRange::One(b"a".to_vec()), Some(6), 0)
         .is_err());
     hub.recover(a.id);
     assert!(a.lost.from().is_none());
@@ -954,7 +950,8 @@ fn the_hub_queues_only_wanted_revisions_and_never_waits() {
 
     // A Raft snapshot (reload) loses every stream with synced watchers from the next revision.
     hub.recover(b.id);
-    assert_eq!(hub.watch(b.id, 7, &k, None), Ok(s.current_revision() + 1));
+    let now = s.current_revision();
+    assert_eq!(hub.watch(b.id, 7, &k, None, 0), Ok((now + 1, now)));
     let before = hub.published();
     {
         let mut batch = WriteBatch::new();

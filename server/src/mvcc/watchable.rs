@@ -10,13 +10,15 @@
 //! or the revision is too large to queue, the hub instead marks the stream *lost from* that
 //! revision and forgets its watchers' ranges: the stream must read from that revision on out
 //! of storage ([`super::KvStore::read_events`]) and register its watchers again once they
-//! have caught up — registration succeeds only for a watcher whose next revision is past
-//! the last published one, so no revision falls between storage and the queue. Memory per
+//! have caught up. Registration returns the last published revision; the stream hands out
+//! anything between the watcher's next revision and it from storage before the queue, so no
+//! revision falls between storage and the queue (and a watcher chasing a busy store still
+//! gets back in: it need not win a race against the next write). Memory per
 //! stream is bounded by `QUEUE_REVISIONS × INLINE_EVENT_BYTES`, however slow its client.
 //!
 //! This module routes; filters, `prev_kv`, ids and gRPC are `api::watch`'s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -173,18 +175,21 @@ impl WatchHub {
         lock(&self.inner).losses
     }
 
-    /// Registers watcher `watch_id` of `stream` as synced: from `next_rev` on (or, for
-    /// `None`, from the next revision to be published) its range's revisions are queued for
-    /// the stream. Returns the watcher's next revision, or `Err(published)` if `next_rev`
-    /// is not past the last published revision (the watcher must catch up from storage
-    /// first) or the stream is lost (it must recover first).
+    /// Registers watcher `watch_id` of `stream` as synced: every revision published from now
+    /// on that touches `range` is queued for the stream. `next_rev` is the watcher's next
+    /// revision (`None`: the next one to be published). Returns `(next_rev, published)`;
+    /// when `next_rev <= published` the caller must hand out `[next_rev, published]` from
+    /// storage itself before the queued revisions — allowed only for a gap of at most
+    /// `max_gap` revisions. Refused with `Err(published)` for a larger gap (catch up from
+    /// storage first) or while the stream is lost (recover first).
     pub fn watch(
         &self,
         stream: StreamId,
         watch_id: i64,
         range: &KeyRange,
         next_rev: Option<i64>,
-    ) -> Result<i64, i64> {
+        max_gap: i64,
+    ) -> Result<(i64, i64), i64> {
         let mut inner = lock(&self.inner);
         let published = inner.published;
         let lost = inner
@@ -192,7 +197,7 @@ impl WatchHub {
             .get(&stream)
             .is_none_or(|s| s.lost.from().is_some());
         let next = next_rev.unwrap_or(published + 1);
-        if lost || next <= published {
+        if lost || published - next + 1 > max_gap {
             return Err(published);
         }
         let key = (stream, watch_id);
@@ -200,7 +205,7 @@ impl WatchHub {
             inner.synced.remove(&old, key);
         }
         inner.synced.add(range, key);
-        Ok(next)
+        Ok((next, published))
     }
 
     /// Stops queueing for one watcher (canceled, or no longer synced).
@@ -228,13 +233,11 @@ impl WatchHub {
         if inner.synced.is_empty() {
             return;
         }
-        let mut wanted: Vec<StreamId> = Vec::new();
+        let mut wanted: HashSet<StreamId> = HashSet::new();
         for e in &events {
             if let Some(kv) = &e.kv {
                 inner.synced.for_each_covering(&kv.key, |(s, _)| {
-                    if !wanted.contains(&s) {
-                        wanted.push(s);
-                    }
+                    wanted.insert(s);
                 });
             }
         }

@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Ctx;
 use crate::error::Error;
 pub use crate::metrics::WatchMetrics;
-use stream::{WatchStream, OUTBOUND_RESPONSES};
+use stream::{Queued, WatchStream, OUTBOUND_RESPONSES};
 
 /// Metadata key etcd clients set ("true") to have a watch fail when the member has no leader.
 const REQUIRE_LEADER_KEY: &str = "hasleader";
@@ -71,22 +71,14 @@ impl Watch for WatchService {
             return Err(Error::NoLeader.into());
         }
         let (tx, rx) = mpsc::channel(OUTBOUND_RESPONSES);
-        let metrics = self.ctx.watch_metrics.clone();
         tokio::spawn(WatchStream::serve(
             self.ctx.clone(),
-            metrics.clone(),
+            self.ctx.watch_metrics.clone(),
             tx,
             req.into_inner(),
             require_leader,
         ));
-        let out = ReceiverStream::new(rx).map(move |item| {
-            if let Ok(resp) = &item {
-                metrics
-                    .queued_bytes
-                    .sub(prost::Message::encoded_len(resp) as i64);
-            }
-            item
-        });
+        let out = ReceiverStream::new(rx).map(Queued::take);
         Ok(Response::new(Box::pin(out)))
     }
 }

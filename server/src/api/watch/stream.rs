@@ -23,6 +23,7 @@ use setpoint_proto::etcdserverpb::{
 };
 use setpoint_proto::mvccpb::Event;
 use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
 use tonic::{Status, Streaming};
 
 use super::fragment;
@@ -38,13 +39,49 @@ pub const OUTBOUND_RESPONSES: usize = 16;
 /// A catch-up batch stops after this many events or bytes (never inside a revision).
 const CATCHUP_EVENTS: usize = 1000;
 pub const CATCHUP_BYTES: usize = 1024 * 1024;
+/// A catching-up watcher this close to the last published revision registers with the hub
+/// and reads the rest from storage (the hub's queue holds new revisions meanwhile).
+const SYNC_MAX_GAP: i64 = 64;
 /// A `hasleader` stream fails after this many leader checks in a row found no leader (etcd
 /// waits as many election timeouts before canceling streams).
 const NO_LEADER_CHECKS: u32 = 3;
 /// etcd's id for responses that belong to no watcher.
 const NO_WATCH_ID: i64 = -1;
 
-pub type Outbound = mpsc::Sender<Result<WatchResponse, Status>>;
+pub type Outbound = mpsc::Sender<Queued>;
+
+/// A response waiting for the client, counted in the queued-bytes gauge until it is taken
+/// by the transport or dropped with the stream.
+pub struct Queued {
+    item: Result<WatchResponse, Status>,
+    len: i64,
+    gauge: prometheus::IntGauge,
+}
+
+impl Queued {
+    fn new(item: Result<WatchResponse, Status>, gauge: &prometheus::IntGauge) -> Self {
+        let len = item
+            .as_ref()
+            .map_or(0, |r| prost::Message::encoded_len(r) as i64);
+        gauge.add(len);
+        Queued {
+            item,
+            len,
+            gauge: gauge.clone(),
+        }
+    }
+
+    /// The response, for the transport.
+    pub fn take(mut self) -> Result<WatchResponse, Status> {
+        std::mem::replace(&mut self.item, Err(Status::cancelled("taken")))
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.gauge.sub(self.len);
+    }
+}
 type Queue = mpsc::Receiver<Arc<Published>>;
 
 /// Why the loop ended early: the client is gone, or the stream must fail with a status.
@@ -113,15 +150,25 @@ impl WatchStream {
         let mut progress =
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         let mut leader_check = tokio::time::interval(self.ctx.watch.leader_check_interval);
+        // Ticks missed while the loop waited on a slow client are not made up in a burst.
+        progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        leader_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut inbound_done = false;
         let mut leaderless_checks = 0u32;
         let lost = self.lost.clone();
         let end = loop {
             let catching_up = self.lowest_unsynced();
             let has_progress = self.watchers.values().any(|w| w.progress_notify);
             let step = tokio::select! {
-                req = inbound.message() => match req {
+                req = inbound.message(), if !inbound_done => match req {
                     Ok(Some(req)) => self.on_request(req).await,
-                    Ok(None) | Err(_) => Err(End::ClientGone),
+                    // A client that half-closes still gets its events, as from etcd; the
+                    // stream ends when the client drops the response stream.
+                    Ok(None) => {
+                        inbound_done = true;
+                        Ok(())
+                    }
+                    Err(_) => Err(End::ClientGone),
                 },
                 msg = queue.recv() => match msg {
                     Some(p) => self.on_published(&p).await,
@@ -158,14 +205,16 @@ impl WatchStream {
             }
         };
         if let End::Fail(status) = end {
-            let _ = self.out.send(Err(status)).await;
+            let _ = self
+                .out
+                .send(Queued::new(Err(status), &self.metrics.queued_bytes))
+                .await;
         }
     }
 
     async fn send(&self, resp: WatchResponse) -> Step {
-        let len = prost::Message::encoded_len(&resp) as i64;
-        self.metrics.queued_bytes.add(len);
-        self.out.send(Ok(resp)).await.map_err(|_| End::ClientGone)
+        let queued = Queued::new(Ok(resp), &self.metrics.queued_bytes);
+        self.out.send(queued).await.map_err(|_| End::ClientGone)
     }
 
     fn header(&self, revision: i64) -> Option<ResponseHeader> {
@@ -188,7 +237,10 @@ impl WatchStream {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                self.progress_waits.push_back(self.hub.published());
+                // Requests made while one is pending share its answer (bounded memory).
+                if self.progress_waits.is_empty() {
+                    self.progress_waits.push_back(self.hub.published());
+                }
                 Ok(())
             }
             None => Ok(()),
@@ -208,17 +260,58 @@ impl WatchStream {
         true
     }
 
-    /// Registers a caught-up watcher with the hub; it stays catching up if more was
-    /// published meanwhile.
-    fn try_sync(&mut self, id: i64, next_rev: Option<i64>) {
+    /// Registers a watcher that is (nearly) caught up with the hub, then hands out from
+    /// storage whatever was published between its next revision and the registration, so it
+    /// is synced without racing the writes. It stays catching up if the gap is too large or
+    /// the stream is lost.
+    async fn try_sync(&mut self, id: i64, next_rev: Option<i64>) -> Step {
         let Some(w) = self.watchers.get_mut(&id) else {
-            return;
+            return Ok(());
         };
-        if let Ok(next) = self.hub.watch(self.stream_id, id, &w.range, next_rev) {
-            w.next_rev = next;
+        let Ok((next, published)) =
+            self.hub
+                .watch(self.stream_id, id, &w.range, next_rev, SYNC_MAX_GAP)
+        else {
+            return Ok(());
+        };
+        w.next_rev = next;
+        while self
+            .watchers
+            .get(&id)
+            .is_some_and(|w| w.next_rev <= published)
+        {
+            let from = self.watchers.get(&id).map_or(0, |w| w.next_rev);
+            let kv = self.ctx.kv.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                kv.read_events(from, CATCHUP_EVENTS, CATCHUP_BYTES)
+            })
+            .await
+            .map_err(|e| End::Fail(Error::Internal(e.to_string()).into()))?;
+            let batch = match read {
+                Ok(b) => b,
+                Err(MvccError::Compacted) => {
+                    // Left catching up: the next catch-up reports the compaction.
+                    self.hub.unwatch(self.stream_id, id);
+                    return Ok(());
+                }
+                Err(e) => return Err(End::Fail(Error::from(e).into())),
+            };
+            let Some(w) = self.watchers.get(&id) else {
+                return Ok(());
+            };
+            let wanted: Vec<Event> = batch
+                .events
+                .iter()
+                .filter(|(_, e)| w.wants(e))
+                .map(|(_, e)| e.clone())
+                .collect();
+            self.deliver(id, wanted, batch.through).await?;
+        }
+        if let Some(w) = self.watchers.get_mut(&id) {
             w.synced = true;
             self.synced.add(&w.range, id);
         }
+        Ok(())
     }
 
     async fn create(&mut self, req: &WatchCreateRequest) -> Step {
@@ -245,9 +338,11 @@ impl WatchStream {
                 let id = w.id;
                 self.watchers.insert(id, w);
                 self.metrics.watchers.inc();
-                // From now (start 0), or from a future revision: synced at once; from the
-                // past: catching up first.
-                self.try_sync(id, start);
+                // From now (start 0), or from a future revision: synced at once (nothing to
+                // hand out before the Created response); from the past: catching up first.
+                if start.is_none_or(|s| s > current) {
+                    self.try_sync(id, start).await?;
+                }
                 let header_rev = match (start, self.watchers.get(&id)) {
                     (None, Some(w)) => w.next_rev - 1,
                     _ => current,
@@ -287,20 +382,23 @@ impl WatchStream {
     /// A queued revision: its events go to the synced watchers that want them.
     async fn on_published(&mut self, p: &Published) -> Step {
         let rev = p.revision;
-        let mut per_watcher: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
-        for e in &p.events {
+        // Which events each watcher wants, as indices; copies are made one watcher at a time
+        // so a stream never holds more than one response's worth.
+        let mut per_watcher: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, e) in p.events.iter().enumerate() {
             let Some(kv) = &e.kv else { continue };
             let mut ids = Vec::new();
             self.synced.for_each_covering(&kv.key, |id| ids.push(id));
             for id in ids {
                 if let Some(w) = self.watchers.get(&id) {
                     if w.synced && rev >= w.next_rev && w.wants(e) {
-                        per_watcher.entry(id).or_default().push(e.clone());
+                        per_watcher.entry(id).or_default().push(i);
                     }
                 }
             }
         }
-        for (id, events) in per_watcher {
+        for (id, indices) in per_watcher {
+            let events = indices.iter().map(|&i| p.events[i].clone()).collect();
             self.deliver(id, events, rev).await?;
         }
         Ok(())
@@ -342,7 +440,7 @@ impl WatchStream {
                 self.deliver(id, wanted, batch.through).await?;
             }
             let next = self.watchers.get(&id).map(|w| w.next_rev);
-            self.try_sync(id, next);
+            self.try_sync(id, next).await?;
         }
         Ok(())
     }
@@ -466,19 +564,23 @@ impl WatchStream {
         if self.progress_waits.is_empty() {
             return Ok(());
         }
-        // Everything published up to a request's revision is queued or in storage.
+        // Everything published up to a request's revision is queued or in storage; read the
+        // newest revision before draining so the answer can promise it when it can.
+        let published = self.hub.published();
         self.drain(queue).await?;
-        while let Some(&rev) = self.progress_waits.front() {
-            if self
-                .watchers
+        let behind = |rev: i64| {
+            self.watchers
                 .values()
                 .any(|w| !w.synced && w.next_rev <= rev)
-            {
+        };
+        while let Some(&rev) = self.progress_waits.front() {
+            if behind(rev) {
                 break;
             }
+            let promised = if behind(published) { rev } else { published };
             self.progress_waits.pop_front();
             let resp = WatchResponse {
-                header: self.header(rev),
+                header: self.header(promised),
                 watch_id: NO_WATCH_ID,
                 ..Default::default()
             };
