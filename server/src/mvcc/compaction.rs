@@ -107,6 +107,8 @@ impl<E: Engine> KvStore<E> {
     /// (call again until then). Safe to run concurrently with reads and writes; only one step
     /// runs at a time.
     pub fn physical_compaction_step(&self, max_keys: usize) -> Result<bool> {
+        // Never compute a step from data a snapshot install is about to replace.
+        let _shared = self.install_shared();
         let mut progress = self.compaction.lock().unwrap_or_else(|p| p.into_inner());
         let engine = self.engine.as_ref();
         let run = match progress.run {

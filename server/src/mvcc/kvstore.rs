@@ -8,7 +8,7 @@
 //! as etcd does, so an empty store answers with header revision 1.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use setpoint_proto::etcdserverpb::RangeRequest;
 use setpoint_proto::mvccpb::{event::EventType, Event, KeyValue};
@@ -51,6 +51,10 @@ pub struct KvStore<E: Engine> {
     pub(super) compaction: Mutex<CompactionProgress>,
     /// Routes published revisions to watch streams.
     hub: Arc<WatchHub>,
+    /// Held exclusively while the engine's contents are replaced (a Raft snapshot) and the
+    /// revisions reloaded; readers hold it shared while they pair revisions with an engine
+    /// snapshot, so they never read new data with old revisions.
+    install: RwLock<()>,
 }
 
 /// Events read from the revision index by [`KvStore::read_events`].
@@ -95,6 +99,7 @@ impl<E: Engine> KvStore<E> {
             writer: Mutex::new(()),
             compaction: Mutex::new(CompactionProgress::default()),
             hub: Arc::new(WatchHub::new(0)),
+            install: RwLock::new(()),
         };
         store.reload()?;
         Ok(store)
@@ -141,9 +146,7 @@ impl<E: Engine> KvStore<E> {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeOutput> {
         // Order matters: everything up to `current` is in a snapshot taken after reading it,
         // and a physical compaction the snapshot may reflect is already in `compact`.
-        let current = self.current_revision();
-        let snap = self.engine.snapshot();
-        let compact = self.compact_revision();
+        let (current, snap, compact) = self.consistent_view();
         let rev = if req.revision > current {
             return Err(MvccError::FutureRevision);
         } else if req.revision <= 0 {
@@ -155,6 +158,29 @@ impl<E: Engine> KvStore<E> {
             return Err(MvccError::Compacted);
         }
         range::execute(&snap, req, rev, current, None)
+    }
+
+    /// The current revision, an engine snapshot holding everything up to it, and the
+    /// compaction revision that snapshot may reflect — never straddling a snapshot install.
+    fn consistent_view(&self) -> (i64, E::Snapshot<'_>, i64) {
+        let _shared = self.install_shared();
+        // Order matters: everything up to `current` is in a snapshot taken after reading it,
+        // and a physical compaction the snapshot may reflect is already in `compact`.
+        let current = self.current_revision();
+        let snap = self.engine.snapshot();
+        let compact = self.compact_revision();
+        (current, snap, compact)
+    }
+
+    pub(super) fn install_shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.install.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `replace` — which replaces the engine's contents and calls [`KvStore::reload`] —
+    /// with every reader and the physical compactor kept out.
+    pub fn exclusive<T>(&self, replace: impl FnOnce() -> T) -> T {
+        let _exclusive = self.install.write().unwrap_or_else(|p| p.into_inner());
+        replace()
     }
 
     /// Begins a write transaction (waiting for the previous one to end).
@@ -194,9 +220,7 @@ impl<E: Engine> KvStore<E> {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<EventBatch> {
-        let current = self.current_revision();
-        let snap = self.engine.snapshot();
-        let compact = self.compact_revision();
+        let (current, snap, compact) = self.consistent_view();
         if from_rev < compact {
             return Err(MvccError::Compacted);
         }

@@ -158,8 +158,11 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
                 .ok_or_else(|| io_err("snapshot names an unknown column family"))?;
             batch.put(cf, k, v);
         }
-        self.engine.write(batch, true).map_err(io_err)?;
-        self.applier.reload().map_err(io_err)?;
+        // Readers and the compactor must not pair the new data with the old revisions.
+        self.applier.kv().exclusive(|| -> Result<(), io::Error> {
+            self.engine.write(batch, true).map_err(io_err)?;
+            self.applier.reload().map_err(io_err)
+        })?;
         self.save_snapshot_bytes(&snapshot)?;
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())
