@@ -52,13 +52,11 @@ fn client_watch_resumes_on_another_member_without_loss_or_duplicates() {
             .expect("watching client");
         let first = writer.put_kv("w/0", "0").await.expect("first put");
         let start = first.header.expect("header").revision;
+        let from_start = WatchOptions::default()
+            .with_prefix("w/")
+            .with_start_revision(start);
         let mut watcher = watching
-            .watch(
-                "w/",
-                WatchOptions::default()
-                    .with_prefix("w/")
-                    .with_start_revision(start),
-            )
+            .watch("w/", from_start.clone())
             .await
             .expect("watch");
 
@@ -119,15 +117,7 @@ fn client_watch_resumes_on_another_member_without_loss_or_duplicates() {
             assert!(seen.contains(a), "acknowledged {a:?} never delivered");
         }
         // And the same as a fresh watch from the start on a healthy member.
-        let mut fresh = watching
-            .watch(
-                "w/",
-                WatchOptions::default()
-                    .with_prefix("w/")
-                    .with_start_revision(start),
-            )
-            .await
-            .expect("fresh watch");
+        let mut fresh = watching.watch("w/", from_start).await.expect("fresh watch");
         let mut replay = Vec::new();
         collect_until(&mut fresh, &mut replay, last).await;
         assert_eq!(seen, replay);

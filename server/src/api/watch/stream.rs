@@ -32,7 +32,7 @@ use super::WatchMetrics;
 use crate::api::Ctx;
 use crate::error::Error;
 use crate::mvcc::watchable::Lost;
-use crate::mvcc::{MvccError, Published, WatchHub, WatcherGroup};
+use crate::mvcc::{EventBatch, MvccError, Published, WatchHub, WatcherGroup};
 
 /// Responses queued for the client before the stream stops reading its queue.
 pub const OUTBOUND_RESPONSES: usize = 16;
@@ -281,13 +281,7 @@ impl WatchStream {
             .is_some_and(|w| w.next_rev <= published)
         {
             let from = self.watchers.get(&id).map_or(0, |w| w.next_rev);
-            let kv = self.ctx.kv.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                kv.read_events(from, CATCHUP_EVENTS, CATCHUP_BYTES)
-            })
-            .await
-            .map_err(|e| End::Fail(Error::Internal(e.to_string()).into()))?;
-            let batch = match read {
+            let batch = match self.read_events(from).await? {
                 Ok(b) => b,
                 Err(MvccError::Compacted) => {
                     // Left catching up: the next catch-up reports the compaction.
@@ -404,17 +398,19 @@ impl WatchStream {
         Ok(())
     }
 
+    /// One catch-up batch from `from`, read off the async runtime.
+    async fn read_events(&self, from: i64) -> Result<Result<EventBatch, MvccError>, End> {
+        let kv = self.ctx.kv.clone();
+        tokio::task::spawn_blocking(move || kv.read_events(from, CATCHUP_EVENTS, CATCHUP_BYTES))
+            .await
+            .map_err(|e| End::Fail(Error::Internal(e.to_string()).into()))
+    }
+
     /// Feeds, from storage, every catching-up watcher whose next revision is `from` or later
     /// but within what was read; registers those that are then caught up. Watchers below the
     /// compaction revision are canceled as etcd cancels them.
     async fn catch_up(&mut self, from: i64) -> Step {
-        let kv = self.ctx.kv.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            kv.read_events(from, CATCHUP_EVENTS, CATCHUP_BYTES)
-        })
-        .await
-        .map_err(|e| End::Fail(Error::Internal(e.to_string()).into()))?;
-        let batch = match read {
+        let batch = match self.read_events(from).await? {
             Ok(b) => b,
             Err(MvccError::Compacted) => return self.cancel_compacted().await,
             Err(e) => return Err(End::Fail(Error::from(e).into())),
