@@ -92,3 +92,15 @@ pub async fn run(
         took,
     })
 }
+
+impl LoadResult {
+    /// The text report etcd's benchmark prints for a load.
+    pub fn print_summary(&self) {
+        crate::report::summary(
+            &self.hist,
+            self.took,
+            self.errors,
+            self.first_error.as_deref(),
+        );
+    }
+}

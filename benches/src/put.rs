@@ -12,7 +12,6 @@ use setpoint_client::proto::etcdserverpb::PutRequest;
 use setpoint_client::Client;
 
 use crate::load::{self, BoxFut};
-use crate::report;
 use crate::watchers::{IdleWatchers, StalledWatchers};
 
 #[derive(Args)]
@@ -99,12 +98,7 @@ pub async fn run(
         Box::pin(async move { c.put(req).await.map(|_| ()).map_err(|e| e.to_string()) }) as BoxFut
     });
     let result = load::run(conns, clients, args.total, 0, op).await?;
-    report::summary(
-        &result.hist,
-        result.took,
-        result.errors,
-        result.first_error.as_deref(),
-    );
+    result.print_summary();
     if let Some(idle) = &idle {
         println!(
             "Idle watchers: {} responses during the puts (0 expected), {} streams lost.",

@@ -8,7 +8,6 @@ use setpoint_client::proto::etcdserverpb::RangeRequest;
 use setpoint_client::Client;
 
 use crate::load::{self, BoxFut};
-use crate::report;
 
 #[derive(Args)]
 pub struct RangeArgs {
@@ -32,11 +31,6 @@ pub async fn run(conns: &[Client], clients: usize, args: RangeArgs) -> anyhow::R
         Box::pin(async move { c.range(req).await.map(|_| ()).map_err(|e| e.to_string()) }) as BoxFut
     });
     let result = load::run(conns, clients, args.total, 0, op).await?;
-    report::summary(
-        &result.hist,
-        result.took,
-        result.errors,
-        result.first_error.as_deref(),
-    );
+    result.print_summary();
     Ok(())
 }
