@@ -77,7 +77,9 @@ struct Inner {
     next_stream: StreamId,
     streams: HashMap<StreamId, Slot>,
     synced: WatcherGroup<WatcherKey>,
-    ranges: HashMap<WatcherKey, KeyRange>,
+    /// Each stream's registered watchers and their ranges (to forget a stream in time
+    /// proportional to its own watchers).
+    ranges: HashMap<StreamId, HashMap<i64, KeyRange>>,
     /// Times a stream was marked lost (for metrics).
     losses: u64,
 }
@@ -101,8 +103,9 @@ impl Inner {
     }
 
     fn forget_stream_watchers(&mut self, stream: StreamId) {
-        self.synced.retain(|(s, _)| *s != stream);
-        self.ranges.retain(|(s, _), _| *s != stream);
+        for (watch_id, range) in self.ranges.remove(&stream).unwrap_or_default() {
+            self.synced.remove(&range, (stream, watch_id));
+        }
     }
 }
 
@@ -201,7 +204,12 @@ impl WatchHub {
             return Err(published);
         }
         let key = (stream, watch_id);
-        if let Some(old) = inner.ranges.insert(key, range.clone()) {
+        let previous = inner
+            .ranges
+            .entry(stream)
+            .or_default()
+            .insert(watch_id, range.clone());
+        if let Some(old) = previous {
             inner.synced.remove(&old, key);
         }
         inner.synced.add(range, key);
@@ -211,7 +219,11 @@ impl WatchHub {
     /// Stops queueing for one watcher (canceled, or no longer synced).
     pub fn unwatch(&self, stream: StreamId, watch_id: i64) {
         let mut inner = lock(&self.inner);
-        if let Some(range) = inner.ranges.remove(&(stream, watch_id)) {
+        let removed = inner
+            .ranges
+            .get_mut(&stream)
+            .and_then(|watchers| watchers.remove(&watch_id));
+        if let Some(range) = removed {
             inner.synced.remove(&range, (stream, watch_id));
         }
     }
@@ -274,7 +286,7 @@ impl WatchHub {
         inner.published = revision;
         let streams: Vec<StreamId> = inner.streams.keys().copied().collect();
         for s in streams {
-            if inner.ranges.keys().any(|(st, _)| *st == s) {
+            if inner.ranges.get(&s).is_some_and(|w| !w.is_empty()) {
                 inner.lose(s, from);
             }
         }
