@@ -201,13 +201,6 @@ impl<E: Engine> KvStore<E> {
         &self.hub
     }
 
-    /// Events with revision `>= from_rev` up to the current revision, in revision order (see
-    /// [`KvStore::read_events`]), without a size limit beyond `limit` events (0: none).
-    pub fn events_since(&self, from_rev: i64, limit: usize) -> Result<Vec<(Revision, Event)>> {
-        let limit = if limit == 0 { usize::MAX } else { limit };
-        Ok(self.read_events(from_rev, limit, usize::MAX)?.events)
-    }
-
     /// Events with revision `>= from_rev` up to the current revision, in revision order, read
     /// from the revision index (watch catch-up). A put's event carries its key-value; a
     /// delete's carries the key and the deleting revision (as etcd's do); `prev_kv` is left

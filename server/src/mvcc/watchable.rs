@@ -284,11 +284,14 @@ impl WatchHub {
         }
         let from = inner.published + 1;
         inner.published = revision;
-        let streams: Vec<StreamId> = inner.streams.keys().copied().collect();
-        for s in streams {
-            if inner.ranges.get(&s).is_some_and(|w| !w.is_empty()) {
-                inner.lose(s, from);
-            }
+        let watching: Vec<StreamId> = inner
+            .ranges
+            .iter()
+            .filter(|(_, watchers)| !watchers.is_empty())
+            .map(|(s, _)| *s)
+            .collect();
+        for s in watching {
+            inner.lose(s, from);
         }
     }
 }

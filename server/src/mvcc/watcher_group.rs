@@ -91,16 +91,6 @@ impl<T: Copy + Eq + Hash> WatcherGroup<T> {
         removed
     }
 
-    /// Removes every entry for which `drop` says so.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        self.single.retain(|_, list| {
-            list.retain(|w| keep(w));
-            !list.is_empty()
-        });
-        self.ranges.retain(|(_, w)| keep(w));
-        self.len = self.single.values().map(Vec::len).sum::<usize>() + self.ranges.len();
-    }
-
     /// Calls `f` for every watcher covering `key` (once per entry).
     pub fn for_each_covering(&self, key: &[u8], mut f: impl FnMut(T)) {
         if let Some(list) = self.single.get(key) {
@@ -149,7 +139,7 @@ mod tests {
         assert!(!g.remove(&KeyRange::One(b"a".to_vec()), 1));
         assert!(g.remove(&KeyRange::From(b"m".to_vec()), 4));
         assert_eq!(covering(&g, b"a"), vec![2, 3]);
-        g.retain(|w| *w != 3);
+        assert!(g.remove(&KeyRange::Range(b"a".to_vec(), b"b".to_vec()), 3));
         assert_eq!(covering(&g, b"a"), vec![2]);
         assert_eq!(g.len(), 1);
     }

@@ -73,7 +73,6 @@ impl Watch for WatchService {
         let (tx, rx) = mpsc::channel(OUTBOUND_RESPONSES);
         tokio::spawn(WatchStream::serve(
             self.ctx.clone(),
-            self.ctx.watch_metrics.clone(),
             tx,
             req.into_inner(),
             require_leader,

@@ -115,13 +115,13 @@ impl WatchStream {
     /// Serves a client stream until the client closes it or it fails.
     pub async fn serve(
         ctx: Ctx,
-        metrics: WatchMetrics,
         out: Outbound,
         inbound: Streaming<WatchRequest>,
         require_leader: bool,
     ) {
         let hub = ctx.kv.watch_hub().clone();
         let registration = hub.open_stream();
+        let metrics = ctx.watch_metrics.clone();
         metrics.streams.inc();
         let stream = WatchStream {
             ctx,
@@ -293,12 +293,7 @@ impl WatchStream {
             let Some(w) = self.watchers.get(&id) else {
                 return Ok(());
             };
-            let wanted: Vec<Event> = batch
-                .events
-                .iter()
-                .filter(|(_, e)| w.wants(e))
-                .map(|(_, e)| e.clone())
-                .collect();
+            let wanted = wanted_from(w, &batch);
             self.deliver(id, wanted, batch.through).await?;
         }
         if let Some(w) = self.watchers.get_mut(&id) {
@@ -427,12 +422,7 @@ impl WatchStream {
                 continue;
             };
             if w.next_rev <= batch.through {
-                let wanted: Vec<Event> = batch
-                    .events
-                    .iter()
-                    .filter(|(r, e)| r.main >= w.next_rev && w.wants(e))
-                    .map(|(_, e)| e.clone())
-                    .collect();
+                let wanted = wanted_from(w, &batch);
                 self.deliver(id, wanted, batch.through).await?;
             }
             let next = self.watchers.get(&id).map(|w| w.next_rev);
@@ -501,11 +491,17 @@ impl WatchStream {
         Ok(())
     }
 
-    /// Hands out everything already queued, then recovers if the hub marked the stream lost.
-    async fn drain(&mut self, queue: &mut Queue) -> Step {
+    /// Hands out everything already queued.
+    async fn hand_out_queued(&mut self, queue: &mut Queue) -> Step {
         while let Ok(p) = queue.try_recv() {
             self.on_published(&p).await?;
         }
+        Ok(())
+    }
+
+    /// Hands out everything already queued, then recovers if the hub marked the stream lost.
+    async fn drain(&mut self, queue: &mut Queue) -> Step {
+        self.hand_out_queued(queue).await?;
         self.recover_if_lost(queue).await
     }
 
@@ -517,9 +513,7 @@ impl WatchStream {
         };
         // Everything still queued is older than `from`, and nothing newer can be queued
         // until the stream recovers (the hub refuses registrations meanwhile).
-        while let Ok(p) = queue.try_recv() {
-            self.on_published(&p).await?;
-        }
+        self.hand_out_queued(queue).await?;
         self.hub.recover(self.stream_id);
         self.metrics.lost.inc();
         for w in self.watchers.values_mut().filter(|w| w.synced) {
@@ -592,4 +586,14 @@ impl Drop for WatchStream {
         self.metrics.watchers.sub(self.watchers.len() as i64);
         self.metrics.slow_watchers.sub(self.slow);
     }
+}
+
+/// The events of a catch-up batch that watcher `w` has not been sent and wants.
+fn wanted_from(w: &Watcher, batch: &EventBatch) -> Vec<Event> {
+    batch
+        .events
+        .iter()
+        .filter(|(r, e)| r.main >= w.next_rev && w.wants(e))
+        .map(|(_, e)| e.clone())
+        .collect()
 }
