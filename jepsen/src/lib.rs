@@ -1,6 +1,8 @@
-//! setpoint-jepsen's library: the pieces of the Jepsen-style verifier (issue 4), starting with
-//! the checkers, which decide from recorded observations alone whether what clients saw was
-//! allowed. Running clusters, faults and workloads come later; the binary stays a stub that
-//! exits 2 until they do.
+//! setpoint-jepsen's library: the Jepsen-style verifier. `history` records what clients and
+//! the nemesis did; `checker` decides from a history alone whether it was allowed; `proxy`
+//! puts a fault injector on every peer link; `report` draws what happened.
 
 pub mod checker;
+pub mod history;
+pub mod proxy;
+pub mod report;
