@@ -193,7 +193,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("history.jsonl");
         let rec = Recorder::new(Some(std::fs::File::create(&path).expect("create")));
-        rec.record(op(Process::Client(3), OpType::Invoke, "write", json!(["x", 1])));
+        rec.record(op(
+            Process::Client(3),
+            OpType::Invoke,
+            "write",
+            json!(["x", 1]),
+        ));
         rec.record(op(Process::NEMESIS, OpType::Info, "kill", json!([0])));
         rec.record(op(Process::Client(3), OpType::Ok, "write", json!(["x", 1])));
         let mem = rec.snapshot();
@@ -214,7 +219,12 @@ mod tests {
     fn an_unfinished_invocation_becomes_info() {
         let h = vec![
             op(Process::Client(0), OpType::Invoke, "write", json!(["x", 1])),
-            op(Process::Client(1), OpType::Invoke, "read", json!(["x", null])),
+            op(
+                Process::Client(1),
+                OpType::Invoke,
+                "read",
+                json!(["x", null]),
+            ),
             op(Process::Client(1), OpType::Ok, "read", json!(["x", 1])),
         ];
         let p = pairs(&h);

@@ -1,8 +1,15 @@
-//! setpoint-jepsen's library: the Jepsen-style verifier. `history` records what clients and
-//! the nemesis did; `checker` decides from a history alone whether it was allowed; `proxy`
-//! puts a fault injector on every peer link; `report` draws what happened.
+//! setpoint-jepsen's library: the Jepsen-style verifier. `run` wires one test together:
+//! `cluster` starts the members behind `proxy` fault injectors, `workload` client processes
+//! record a `history`, the `nemesis` breaks things on a schedule, `truth` follows every
+//! member's revision history, the `checker`s decide from the record alone whether what
+//! clients saw was allowed, and `report` draws it.
 
 pub mod checker;
+pub mod cluster;
 pub mod history;
+pub mod nemesis;
 pub mod proxy;
 pub mod report;
+pub mod run;
+pub mod truth;
+pub mod workload;

@@ -1,22 +1,153 @@
-//! `setpoint-jepsen`: the Jepsen-style verifier (issue 4). Until it is built this binary only
-//! states that, and exits with status 2 ("the run itself failed"), so no script mistakes it
-//! for a passing verdict.
+//! `setpoint-jepsen`: runs a Jepsen-style test against a cluster of Setpoint (or etcd, or
+//! anything that takes etcd's flags) and says whether what the clients saw was allowed.
+//! Exit status: 0 every checker says valid, 1 one says invalid, 2 the run itself failed or
+//! a checker could not decide.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use setpoint_jepsen::nemesis::{parse_faults, Timing};
+use setpoint_jepsen::run::{parse_workloads, run, RunOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "setpoint-jepsen",
-    version,
-    about = "Jepsen-style verifier for Setpoint and etcd (not built yet)"
-)]
-struct Args {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    rest: Vec<String>,
+#[command(name = "setpoint-jepsen", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() -> std::process::ExitCode {
-    let _ = Args::parse();
-    eprintln!("setpoint-jepsen: not built yet (see issue 4)");
-    std::process::ExitCode::from(2)
+#[derive(Subcommand)]
+enum Command {
+    /// Start (or attach to) a cluster, run workloads under faults, check the history.
+    Test(TestArgs),
+}
+
+#[derive(clap::Args)]
+struct TestArgs {
+    /// The member binary to start (setpoint, or etcd as a control).
+    #[arg(
+        long,
+        conflicts_with = "endpoints",
+        required_unless_present = "endpoints"
+    )]
+    binary: Option<PathBuf>,
+    /// Attach to these client endpoints instead (no process faults).
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Seconds of workload (faults stop and heal at the end).
+    #[arg(long, default_value_t = 60)]
+    time_limit: u64,
+    /// register, append, watch, set, or all (comma-separated).
+    #[arg(long, default_value = "all")]
+    workload: String,
+    /// kill, pause, partition, blackhole, delay, drop, compact; all; none.
+    #[arg(long, default_value = "all")]
+    nemesis: String,
+    /// Register reads: linearizable (default) or serializable.
+    #[arg(long, default_value = "linearizable", value_parser = ["linearizable", "serializable"])]
+    read_consistency: String,
+    /// Random seed (printed; replays the same choices).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The run directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Client processes per workload.
+    #[arg(long, default_value_t = 6)]
+    concurrency: usize,
+    /// Stop after this many operations.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_ops: u64,
+    /// Per-request timeout; an unanswered request is recorded as `info`.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// Mean pause between one process's operations.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    think: Duration,
+    /// Quiet time between faults, min and max.
+    #[arg(long, num_args = 2, default_values = ["3s", "8s"], value_parser = humantime::parse_duration)]
+    nemesis_quiet: Vec<Duration>,
+    /// How long a fault lasts, min and max.
+    #[arg(long, num_args = 2, default_values = ["4s", "12s"], value_parser = humantime::parse_duration)]
+    nemesis_hold: Vec<Duration>,
+    #[arg(long, default_value_t = 100)]
+    heartbeat_interval: u64,
+    #[arg(long, default_value_t = 1000)]
+    election_timeout: u64,
+    /// An extra flag for every member (repeatable), e.g. --member-flag=--snapshot-count=50.
+    #[arg(long, allow_hyphen_values = true)]
+    member_flag: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let Command::Test(args) = cli.command;
+    match test(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("setpoint-jepsen: the run failed: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
+    let seed = a.seed.unwrap_or_else(rand::random);
+    println!("seed: {seed} (replay with --seed {seed})");
+    let opts = RunOptions {
+        binary: a.binary,
+        nodes: if a.endpoints.is_empty() {
+            a.nodes
+        } else {
+            a.endpoints.len()
+        },
+        endpoints: a.endpoints,
+        time_limit: Duration::from_secs(a.time_limit),
+        workloads: parse_workloads(&a.workload)?,
+        faults: parse_faults(&a.nemesis)?,
+        serializable_reads: a.read_consistency == "serializable",
+        seed,
+        out: a.out.clone(),
+        concurrency: a.concurrency.max(1),
+        request_timeout: a.request_timeout,
+        think: a.think,
+        max_ops: a.max_ops,
+        heartbeat_ms: a.heartbeat_interval,
+        election_ms: a.election_timeout,
+        timing: Timing {
+            quiet: (a.nemesis_quiet[0], a.nemesis_quiet[1]),
+            hold: (a.nemesis_hold[0], a.nemesis_hold[1]),
+        },
+        member_flags: a.member_flag,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let verdict = rt.block_on(run(opts))?;
+    let r = &verdict.results;
+    if let Some(checkers) = r["checkers"].as_object() {
+        for (name, c) in checkers {
+            println!("{name:>10}: valid = {}", c["valid"]);
+        }
+    }
+    println!(
+        "ops: {}, faults: {}, valid: {} — {}",
+        r["ops"],
+        r["faults"],
+        r["valid"],
+        a.out.join("report.html").display()
+    );
+    Ok(match verdict.valid() {
+        serde_json::Value::Bool(true) => ExitCode::SUCCESS,
+        serde_json::Value::Bool(false) => ExitCode::from(1),
+        _ => ExitCode::from(2),
+    })
 }

@@ -1,0 +1,371 @@
+//! One test run from start to verdict: start (or attach to) the cluster, follow every
+//! member's history, run the chosen workloads' client processes and the nemesis until the
+//! time limit, heal, take the final reads, run every checker, and write the run directory —
+//! `history.jsonl`, `results.json`, `report.html` and the members' logs.
+//!
+//! It wires the parts together; it decides nothing about validity itself.
+
+use crate::checker;
+use crate::checker::watch::Observation;
+use crate::cluster::{lock, Cluster, ClusterSpec};
+use crate::history::{OpType, Recorder};
+use crate::nemesis::{Fault, Nemesis, Timing};
+use crate::truth::{self, Follower};
+use crate::workload::{self, Ctx, Proc};
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Register,
+    Append,
+    Watch,
+    Set,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] = [
+        Workload::Register,
+        Workload::Append,
+        Workload::Watch,
+        Workload::Set,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Register => "register",
+            Workload::Append => "append",
+            Workload::Watch => "watch",
+            Workload::Set => "set",
+        }
+    }
+}
+
+/// Parses `register,append,...` or `all`.
+pub fn parse_workloads(text: &str) -> Result<Vec<Workload>> {
+    let mut out = Vec::new();
+    for w in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match w {
+            "all" => out.extend(Workload::ALL),
+            w => match Workload::ALL.iter().find(|x| x.name() == w) {
+                Some(x) => out.push(*x),
+                None => bail!("unknown workload {w:?}; known: all, register, append, watch, set"),
+            },
+        }
+    }
+    out.dedup();
+    if out.is_empty() {
+        bail!("no workload given");
+    }
+    Ok(out)
+}
+
+/// Everything a run is told.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Start members of this binary; `None` attaches to `endpoints`.
+    pub binary: Option<PathBuf>,
+    pub endpoints: Vec<String>,
+    pub nodes: usize,
+    pub time_limit: Duration,
+    pub workloads: Vec<Workload>,
+    pub faults: Vec<Fault>,
+    pub serializable_reads: bool,
+    pub seed: u64,
+    pub out: PathBuf,
+    /// Client processes per workload.
+    pub concurrency: usize,
+    pub request_timeout: Duration,
+    pub think: Duration,
+    pub max_ops: u64,
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+    pub timing: Timing,
+    pub member_flags: Vec<String>,
+}
+
+/// The run's verdict: `results.json`'s content.
+pub struct Verdict {
+    pub results: Value,
+}
+
+impl Verdict {
+    /// `true`, `false` or `"unknown"`.
+    pub fn valid(&self) -> &Value {
+        &self.results["valid"]
+    }
+}
+
+/// Combines checker verdicts: any false is false, else any non-true is unknown.
+pub fn combine<'a>(verdicts: impl Iterator<Item = &'a Value>) -> Value {
+    let mut all_true = true;
+    for v in verdicts {
+        if v == &Value::Bool(false) {
+            return Value::Bool(false);
+        }
+        if v != &Value::Bool(true) {
+            all_true = false;
+        }
+    }
+    if all_true {
+        Value::Bool(true)
+    } else {
+        Value::String("unknown".into())
+    }
+}
+
+/// Runs one test. Errors mean the run itself failed (no verdict).
+pub async fn run(opts: RunOptions) -> Result<Verdict> {
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
+    let cluster = match &opts.binary {
+        Some(binary) => {
+            Cluster::start(ClusterSpec {
+                binary: binary.clone(),
+                nodes: opts.nodes,
+                dir: opts.out.join("cluster"),
+                heartbeat_ms: opts.heartbeat_ms,
+                election_ms: opts.election_ms,
+                extra: opts.member_flags.clone(),
+            })
+            .await?
+        }
+        None => {
+            if opts.faults.iter().any(|f| f.needs_processes()) {
+                bail!("faults other than compact need --binary (the run must own the processes)");
+            }
+            Cluster::attach(opts.endpoints.clone())
+        }
+    };
+    let cluster = Arc::new(cluster);
+    let n = cluster.size();
+    let history_file = std::fs::File::create(opts.out.join("history.jsonl"))?;
+    let recorder = Arc::new(Recorder::new(Some(history_file)));
+
+    let followers: Vec<Arc<Follower>> = (0..n).map(|_| Arc::new(Follower::default())).collect();
+    let follow_tasks: Vec<_> = followers
+        .iter()
+        .enumerate()
+        .map(|(i, f)| tokio::spawn(truth::follow(cluster.clone(), i, f.clone())))
+        .collect();
+
+    let start = Instant::now();
+    let deadline = start + opts.time_limit;
+    let ctx = Arc::new(Ctx::new(
+        cluster.clone(),
+        recorder.clone(),
+        deadline,
+        opts.request_timeout,
+        opts.serializable_reads,
+        opts.think,
+        opts.max_ops,
+        opts.seed,
+    ));
+    let observations: Arc<Mutex<Vec<Observation>>> = Arc::new(Mutex::new(Vec::new()));
+
+    // Every process gets a number unique in the run; after an `info` it adds `stride`.
+    let stride = (opts.workloads.len() * opts.concurrency) as u64;
+    let mut tasks = Vec::new();
+    let mut number = 0u64;
+    for &w in &opts.workloads {
+        for i in 0..opts.concurrency {
+            let proc = Proc::new(number, stride, (number as usize) % n);
+            number += 1;
+            let ctx = ctx.clone();
+            let obs = observations.clone();
+            tasks.push(tokio::spawn(async move {
+                match w {
+                    Workload::Register => workload::register::process(&ctx, proc, start).await,
+                    Workload::Append => workload::append::process(&ctx, proc, start).await,
+                    Workload::Set => workload::set::process(&ctx, proc).await,
+                    Workload::Watch if i % 2 == 0 => workload::watch::writer(&ctx, proc).await,
+                    Workload::Watch => workload::watch::watcher(&ctx, proc, &obs).await,
+                }
+            }));
+        }
+    }
+
+    let safe = followers.clone();
+    let nemesis = Nemesis {
+        cluster: cluster.clone(),
+        recorder: recorder.clone(),
+        faults: opts.faults.clone(),
+        timing: opts.timing,
+        rng: rand::rngs::StdRng::seed_from_u64(opts.seed),
+        safe_compact: Arc::new(move || truth::safe_compact(&safe)),
+    };
+    let faults = nemesis.run(deadline).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+
+    // Settle: every member back and serving, in-flight proposals done, then the final state.
+    if cluster.owned() {
+        for i in 0..n {
+            cluster.wait_ready(i, Duration::from_secs(90)).await?;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let final_revision = final_revision(&cluster, opts.request_timeout).await?;
+    let caught_up = truth::wait_for(&followers, final_revision, Duration::from_secs(60)).await;
+    for t in &follow_tasks {
+        t.abort();
+    }
+    if !caught_up {
+        tracing::warn!("not every member's history reached revision {final_revision}");
+    }
+    let histories: Vec<Vec<_>> = followers.iter().map(|f| lock(&f.changes).clone()).collect();
+
+    let history = recorder.snapshot();
+    let acked = lock(&ctx.acked).clone();
+    let mut checkers = serde_json::Map::new();
+    let (revisions, truth) = truth::check(&histories, final_revision, &acked);
+    checkers.insert("revisions".into(), serde_json::to_value(&revisions)?);
+    for &w in &opts.workloads {
+        let report = match w {
+            Workload::Register => {
+                let calls = workload::register::calls(&history);
+                let budget = checker::linearizable::Budget::default();
+                let mut report =
+                    serde_json::to_value(checker::linearizable::check(&calls, &budget))?;
+                shorten_counterexamples(&mut report, &history);
+                report
+            }
+            Workload::Append => {
+                serde_json::to_value(checker::append::check(&workload::append::txns(&history)))?
+            }
+            Workload::Set => {
+                let mut reads = Vec::new();
+                for i in 0..n {
+                    reads.push(workload::set::final_read(&ctx, i, Duration::from_secs(30)).await?);
+                }
+                let adds = workload::set::adds(&history);
+                serde_json::to_value(checker::set::check(&adds, &reads))?
+            }
+            Workload::Watch => watch_report(&truth, &lock(&observations)),
+        };
+        checkers.insert(w.name().into(), report);
+    }
+    let valid = combine(checkers.values().map(|c| &c["valid"]));
+    let ops = history
+        .iter()
+        .filter(|o| o.kind == OpType::Invoke && o.process != crate::history::Process::NEMESIS)
+        .count();
+    let results = json!({
+        "valid": valid,
+        "checkers": checkers,
+        "ops": ops,
+        "faults": faults,
+        "seed": opts.seed,
+        "final_revision": final_revision,
+        "binary": opts.binary.as_ref().map(|b| b.display().to_string()),
+        "nodes": n,
+        "time_limit_s": opts.time_limit.as_secs(),
+        "workloads": opts.workloads.iter().map(|w| w.name()).collect::<Vec<_>>(),
+        "nemesis": opts.faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "read_consistency": if opts.serializable_reads { "serializable" } else { "linearizable" },
+    });
+    std::fs::write(
+        opts.out.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    let windows: Vec<Value> = crate::report::fault_windows(&history)
+        .into_iter()
+        .map(|w| json!({"kind": w.kind, "start_ns": w.start, "end_ns": w.end, "detail": w.detail}))
+        .collect();
+    std::fs::write(
+        opts.out.join("faults.json"),
+        serde_json::to_string_pretty(&windows)?,
+    )?;
+    crate::report::write(&opts.out, &history, &results)?;
+    cluster.shutdown();
+    Ok(Verdict { results })
+}
+
+/// The store's revision once writes have stopped, from any member that answers.
+async fn final_revision(cluster: &Cluster, timeout: Duration) -> Result<i64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for i in 0..cluster.size() {
+            if let Ok(c) = cluster.client(i, timeout).await {
+                if let Ok(r) = c
+                    .range(setpoint_client::proto::etcdserverpb::RangeRequest {
+                        key: b"setpoint-jepsen-final".to_vec(),
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    return Ok(r.header.map(|h| h.revision).unwrap_or(0));
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no member answered a linearizable read after the run");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Every watcher's observation against the agreed history.
+fn watch_report(truth: &[checker::watch::Change], observations: &[Observation]) -> Value {
+    let mut anomalies = Vec::new();
+    let mut events = 0usize;
+    for (i, obs) in observations.iter().enumerate() {
+        events += obs.changes.len();
+        if let Err(a) = checker::watch::check(truth, obs) {
+            if anomalies.len() < 10 {
+                anomalies.push(json!({
+                    "observation": i,
+                    "keys": format!("{:?}", obs.keys),
+                    "start_revision": obs.start_revision,
+                    "complete_through": obs.complete_through,
+                    "anomaly": format!("{a:?}"),
+                }));
+            } else {
+                anomalies.push(Value::Null);
+            }
+        }
+    }
+    let invalid = anomalies.len();
+    anomalies.retain(|a| !a.is_null());
+    json!({
+        "valid": invalid == 0 && truth_nonempty_or_no_watchers(truth, observations),
+        "observations": observations.len(),
+        "events_checked": events,
+        "invalid_observations": invalid,
+        "anomalies": anomalies,
+    })
+}
+
+/// A watch check over an empty history proves nothing; say so when watchers did run.
+fn truth_nonempty_or_no_watchers(truth: &[checker::watch::Change], obs: &[Observation]) -> bool {
+    !truth.is_empty() || obs.is_empty()
+}
+
+/// The linearizability checker names the longest linearizable prefix by operation ids; a
+/// reader needs only its end — the writes just before the operation that could not be
+/// placed. Keeps the last [`PREFIX_SHOWN`] of them, as history operations.
+fn shorten_counterexamples(report: &mut Value, history: &[crate::history::Op]) {
+    const PREFIX_SHOWN: usize = 8;
+    let Some(keys) = report["keys"].as_array_mut() else {
+        return;
+    };
+    for key in keys {
+        let cx = &mut key["counterexample"];
+        let Some(ids) = cx["linearized"].as_array().cloned() else {
+            continue;
+        };
+        let tail: Vec<Value> = ids
+            .iter()
+            .skip(ids.len().saturating_sub(PREFIX_SHOWN))
+            .filter_map(|id| id.as_u64())
+            .filter_map(|id| history.iter().find(|o| o.index == id))
+            .map(|o| json!({"id": o.index, "process": o.process, "f": o.f, "value": o.value, "invoke_ns": o.time}))
+            .collect();
+        cx["linearized_count"] = json!(ids.len());
+        cx["linearized"] = Value::Array(tail);
+    }
+}
