@@ -176,15 +176,19 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
             number += 1;
             let ctx = ctx.clone();
             let obs = observations.clone();
-            tasks.push(tokio::spawn(async move {
-                match w {
-                    Workload::Register => workload::register::process(&ctx, proc, start).await,
-                    Workload::Append => workload::append::process(&ctx, proc, start).await,
-                    Workload::Set => workload::set::process(&ctx, proc).await,
-                    Workload::Watch if i % 2 == 0 => workload::watch::writer(&ctx, proc).await,
-                    Workload::Watch => workload::watch::watcher(&ctx, proc, &obs).await,
-                }
-            }));
+            let is_watcher = w == Workload::Watch && i % 2 == 1;
+            tasks.push((
+                is_watcher,
+                tokio::spawn(async move {
+                    match w {
+                        Workload::Register => workload::register::process(&ctx, proc, start).await,
+                        Workload::Append => workload::append::process(&ctx, proc, start).await,
+                        Workload::Set => workload::set::process(&ctx, proc).await,
+                        Workload::Watch if i % 2 == 0 => workload::watch::writer(&ctx, proc).await,
+                        Workload::Watch => workload::watch::watcher(&ctx, proc, &obs).await,
+                    }
+                }),
+            ));
         }
     }
 
@@ -198,7 +202,9 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         safe_compact: Arc::new(move || truth::safe_compact(&safe)),
     };
     let faults = nemesis.run(deadline).await;
-    for t in tasks {
+    // Writers are done once their last request ends; watchers wait for the final revision.
+    let (watchers, others): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(w, _)| *w);
+    for (_, t) in others {
         let _ = t.await;
     }
 
@@ -210,6 +216,11 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let final_revision = final_revision(&cluster, opts.request_timeout).await?;
+    ctx.final_revision
+        .store(final_revision, std::sync::atomic::Ordering::SeqCst);
+    for (_, t) in watchers {
+        let _ = t.await;
+    }
     let caught_up = truth::wait_for(&followers, final_revision, Duration::from_secs(60)).await;
     for t in &follow_tasks {
         t.abort();

@@ -47,6 +47,9 @@ pub struct Ctx {
     pub max_ops: u64,
     pub seed: u64,
     pub acked: Mutex<Vec<AckedWrite>>,
+    /// The store's revision after the run, once known (0 before): watchers confirm their
+    /// tails against it.
+    pub final_revision: AtomicI64,
     unique: AtomicI64,
     invoked: std::sync::atomic::AtomicU64,
 }
@@ -73,6 +76,7 @@ impl Ctx {
             max_ops,
             seed,
             acked: Mutex::new(Vec::new()),
+            final_revision: AtomicI64::new(0),
             unique: AtomicI64::new(1),
             invoked: std::sync::atomic::AtomicU64::new(0),
         }

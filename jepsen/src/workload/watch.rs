@@ -22,6 +22,7 @@ use setpoint_client::proto::etcdserverpb::{
 };
 use setpoint_client::proto::mvccpb::event::EventType;
 use setpoint_client::{prefix_range_end, Client};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -294,7 +295,119 @@ async fn current_revision(client: &Client) -> Option<i64> {
         .and_then(|r| r.header.map(|h| h.revision))
 }
 
-/// Runs one watcher process until the run's deadline; its observations go to `out`.
+/// One logical watch: a key range from a start revision, carried across streams on random
+/// members until it ends.
+struct Session {
+    keys: Keys,
+    start: i64,
+    member: usize,
+    changes: Vec<Change>,
+    stream: Option<RawWatch>,
+    reconnects: u64,
+    compacted: Option<i64>,
+}
+
+/// What one step of a session produced.
+enum Step {
+    Events,
+    /// A progress notification with this header revision.
+    Progress(i64),
+    /// Nothing before the time limit.
+    Idle,
+    /// The stream broke or could not be opened; the session moved to another member.
+    Moved,
+}
+
+impl Session {
+    /// Opens a stream if there is none, or waits (until `until`) for the next response.
+    async fn step(&mut self, ctx: &Ctx, rng: &mut rand::rngs::StdRng, until: Instant) -> Step {
+        let n = ctx.cluster.size();
+        let Some(stream) = self.stream.as_mut() else {
+            let next = self.changes.last().map_or(self.start, |c| c.revision + 1);
+            let opened = match ctx.cluster.client(self.member, ctx.timeout).await {
+                Ok(c) => RawWatch::open(&c, &self.keys, next, true, ctx.timeout).await,
+                Err(e) => Err(StreamEnd::Broken(e.to_string())),
+            };
+            return match opened {
+                Ok(s) => {
+                    self.stream = Some(s);
+                    Step::Idle
+                }
+                Err(end) => self.ended(end, rng, n).await,
+            };
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.next()).await {
+            Err(_) => Step::Idle,
+            Ok(Ok((got, progress))) => {
+                self.changes.extend(got);
+                match progress {
+                    Some(rev) => Step::Progress(rev),
+                    None => Step::Events,
+                }
+            }
+            Ok(Err(end)) => self.ended(end, rng, n).await,
+        }
+    }
+
+    async fn ended(&mut self, end: StreamEnd, rng: &mut rand::rngs::StdRng, n: usize) -> Step {
+        self.stream = None;
+        match end {
+            StreamEnd::Compacted(r) => self.compacted = Some(r),
+            StreamEnd::Broken(_) => {
+                self.reconnects += 1;
+                self.member = rng.gen_range(0..n);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Step::Moved
+    }
+
+    fn last_revision(&self) -> i64 {
+        self.changes.last().map_or(self.start - 1, |c| c.revision)
+    }
+
+    /// After the run: waits for the final revision, then reads until a progress notification
+    /// at or past it and a quiet second after that, so nothing sent is still in flight.
+    /// Returns the revision the session is complete through, or `None` if it could not.
+    async fn finish(&mut self, ctx: &Ctx, rng: &mut rand::rngs::StdRng) -> Option<i64> {
+        let limit = Instant::now() + Duration::from_secs(180);
+        let last = loop {
+            let f = ctx.final_revision.load(Ordering::SeqCst);
+            if f > 0 {
+                break f;
+            }
+            if Instant::now() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let limit = Instant::now() + Duration::from_secs(60);
+        let mut progressed = false;
+        while Instant::now() < limit && self.compacted.is_none() {
+            if let Some(s) = self.stream.as_mut() {
+                if !progressed {
+                    s.request_progress();
+                }
+            }
+            match self
+                .step(ctx, rng, Instant::now() + Duration::from_secs(1))
+                .await
+            {
+                Step::Progress(rev) if rev >= last => progressed = true,
+                Step::Idle if progressed => return Some(last.max(self.start - 1)),
+                Step::Moved => progressed = false,
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// Runs one watcher process until the run's deadline; its observations go to `out`. The
+/// last observation stays open until the run's final revision is known and checks the
+/// whole tail; earlier ones end at their last event (a progress notification does not
+/// promise, on every etcd version, that earlier events were sent).
 pub async fn watcher(ctx: &Ctx, mut proc: Proc, out: &Mutex<Vec<Observation>>) {
     let mut rng = ctx.rng(proc.number);
     let n = ctx.cluster.size();
@@ -303,7 +416,7 @@ pub async fn watcher(ctx: &Ctx, mut proc: Proc, out: &Mutex<Vec<Observation>>) {
             .choose(&mut rng)
             .cloned()
             .unwrap_or(Keys::One(key(0)));
-        let mut member = rng.gen_range(0..n);
+        let member = rng.gen_range(0..n);
         let Ok(client) = ctx.cluster.client(member, ctx.timeout).await else {
             ctx.think(&mut rng).await;
             continue;
@@ -328,72 +441,30 @@ pub async fn watcher(ctx: &Ctx, mut proc: Proc, out: &Mutex<Vec<Observation>>) {
             member: Some(member),
             revision: None,
         });
-        let until = (Instant::now() + span).min(ctx.deadline);
-        let mut changes: Vec<Change> = Vec::new();
-        let mut reconnects = 0u64;
-        let mut compacted = None;
-        let mut complete_through = start - 1;
-        let mut stream: Option<RawWatch> = None;
-        while Instant::now() < until && compacted.is_none() {
-            let next = changes.last().map_or(start, |c| c.revision + 1);
-            if stream.is_none() {
-                let c = match ctx.cluster.client(member, ctx.timeout).await {
-                    Ok(c) => c,
-                    Err(_) => {
-                        member = rng.gen_range(0..n);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                };
-                match RawWatch::open(&c, &keys, next, true, ctx.timeout).await {
-                    Ok(s) => stream = Some(s),
-                    Err(StreamEnd::Compacted(r)) => compacted = Some(r),
-                    Err(StreamEnd::Broken(_)) => {
-                        reconnects += 1;
-                        member = rng.gen_range(0..n);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-                continue;
-            }
-            let Some(s) = stream.as_mut() else { continue };
-            let left = until.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, s.next()).await {
-                Err(_) => break,
-                Ok(Ok((got, _))) => changes.extend(got),
-                Ok(Err(StreamEnd::Compacted(r))) => compacted = Some(r),
-                Ok(Err(StreamEnd::Broken(_))) => {
-                    stream = None;
-                    reconnects += 1;
-                    member = rng.gen_range(0..n);
-                }
+        let mut session = Session {
+            keys,
+            start,
+            member,
+            changes: Vec::new(),
+            stream: None,
+            reconnects: 0,
+            compacted: None,
+        };
+        let until = Instant::now() + span;
+        while Instant::now() < until && ctx.running() && session.compacted.is_none() {
+            session.step(ctx, &mut rng, until.min(ctx.deadline)).await;
+        }
+        let mut complete_through = session.last_revision();
+        let mut kind = OpType::Ok;
+        if !ctx.running() && session.compacted.is_none() {
+            match session.finish(ctx, &mut rng).await {
+                Some(r) => complete_through = r.max(session.last_revision()),
+                // The tail could not be confirmed: only what arrived is checked.
+                None => kind = OpType::Info,
             }
         }
-        if let Some(last) = changes.last() {
-            complete_through = complete_through.max(last.revision);
-        }
-        // Everything up to a progress notification's revision has been sent.
-        if let Some(s) = stream.as_mut() {
-            if s.request_progress() {
-                let wait = tokio::time::timeout(Duration::from_secs(2), async {
-                    loop {
-                        match s.next().await {
-                            Ok((got, None)) => changes.extend(got),
-                            Ok((_, Some(rev))) => return Some(rev),
-                            Err(_) => return None,
-                        }
-                    }
-                })
-                .await;
-                if let Some(last) = changes.last() {
-                    complete_through = complete_through.max(last.revision);
-                }
-                if let Ok(Some(rev)) = wait {
-                    complete_through = complete_through.max(rev);
-                }
-            }
-        }
-        let shown: Vec<Value> = changes
+        let shown: Vec<Value> = session
+            .changes
             .iter()
             .map(|c| {
                 json!([
@@ -409,25 +480,25 @@ pub async fn watcher(ctx: &Ctx, mut proc: Proc, out: &Mutex<Vec<Observation>>) {
             index: 0,
             time: 0,
             process,
-            kind: OpType::Ok,
+            kind,
             f: "watch".into(),
             value: json!({
-                "keys": keys_json(&keys),
+                "keys": keys_json(&session.keys),
                 "start": start,
                 "complete_through": complete_through,
-                "reconnects": reconnects,
-                "compacted": compacted,
+                "reconnects": session.reconnects,
+                "compacted": session.compacted,
                 "changes": shown,
             }),
             error: None,
-            member: Some(member),
+            member: Some(session.member),
             revision: Some(complete_through),
         });
         lock(out).push(Observation {
-            keys,
+            keys: session.keys,
             start_revision: start,
             complete_through,
-            changes,
+            changes: session.changes,
         });
         ctx.think(&mut rng).await;
     }
