@@ -202,6 +202,7 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         safe_compact: Arc::new(move || truth::safe_compact(&safe)),
     };
     let faults = nemesis.run(deadline).await;
+    let phase = Phase::new();
     // Writers are done once their last request ends; watchers wait for the final revision.
     let (watchers, others): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(w, _)| *w);
     for (_, t) in others {
@@ -215,12 +216,14 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    phase.done("workloads stopped, members serving");
     let final_revision = final_revision(&cluster, opts.request_timeout).await?;
     ctx.final_revision
         .store(final_revision, std::sync::atomic::Ordering::SeqCst);
     for (_, t) in watchers {
         let _ = t.await;
     }
+    phase.done("watchers confirmed their tails");
     let caught_up = truth::wait_for(&followers, final_revision, Duration::from_secs(60)).await;
     for t in &follow_tasks {
         t.abort();
@@ -230,6 +233,7 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
     }
     let histories: Vec<Vec<_>> = followers.iter().map(|f| lock(&f.changes).clone()).collect();
 
+    phase.done("every member's history followed to the final revision");
     let history = recorder.snapshot();
     let acked = lock(&ctx.acked).clone();
     let mut checkers = serde_json::Map::new();
@@ -258,6 +262,7 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
             }
             Workload::Watch => watch_report(&truth, &lock(&observations)),
         };
+        phase.done(&format!("{} checked", w.name()));
         checkers.insert(w.name().into(), report);
     }
     let valid = combine(checkers.values().map(|c| &c["valid"]));
@@ -292,6 +297,7 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         serde_json::to_string_pretty(&windows)?,
     )?;
     crate::report::write(&opts.out, &history, &results)?;
+    phase.done("report written");
     cluster.shutdown();
     Ok(Verdict { results })
 }
@@ -378,5 +384,20 @@ fn shorten_counterexamples(report: &mut Value, history: &[crate::history::Op]) {
             .collect();
         cx["linearized_count"] = json!(ids.len());
         cx["linearized"] = Value::Array(tail);
+    }
+}
+
+/// Prints how long each step after the workloads took (to stderr: progress, not results).
+struct Phase(std::sync::Mutex<Instant>);
+
+impl Phase {
+    fn new() -> Phase {
+        Phase(std::sync::Mutex::new(Instant::now()))
+    }
+
+    fn done(&self, what: &str) {
+        let mut last = lock(&self.0);
+        eprintln!("{what} ({:.1} s)", last.elapsed().as_secs_f64());
+        *last = Instant::now();
     }
 }

@@ -105,8 +105,14 @@ pub async fn run(
     let raft_config = openraft::Config {
         cluster_name: token.clone(),
         heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
-        election_timeout_min: election_ms,
-        election_timeout_max: election_ms * 2,
+        // openraft makes a follower that heard from its leader wait out a leader lease of
+        // `election_timeout_max`, then a random `[min, max)` election timeout, before it
+        // campaigns (and refuses votes during the lease). `[et, 2et)` made that 3-4 x
+        // --election-timeout of silence before a lost leader was replaced; `[et/2, et)` gives a
+        // lease of `et` (etcd's check-quorum lease) and a campaign after 1.5-2 x, within etcd's
+        // `[et, 2et)`. Reads use ReadIndex, never the lease, so this is liveness only.
+        election_timeout_min: election_ms / 2,
+        election_timeout_max: election_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         max_in_snapshot_log_to_keep: SNAPSHOT_CATCHUP_ENTRIES.min(config.snapshot_count),
         ..Default::default()

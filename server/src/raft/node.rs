@@ -108,7 +108,15 @@ impl RaftNode {
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     match (f.leader_id, f.leader_node) {
                         (Some(id), Some(node)) if id != self.id => {
-                            match self.forward(&node, &cmd).await {
+                            // A leader whose outbound traffic is lost (one-way partition) takes
+                            // the request but never answers, so stop waiting once this member
+                            // sees an election or another leader: the outcome is unknown (etcd's
+                            // "leader changed") and the request is never sent again from here.
+                            let forwarded = tokio::select! {
+                                r = self.forward(&node, &cmd) => r,
+                                r = self.leader_changed(id) => r.and(Err(Error::LeaderChanged)),
+                            };
+                            match forwarded {
                                 // The leader we know of is gone and never saw the request: wait for
                                 // the next one and try again (still inside the request timeout).
                                 Err(Error::NoLeader) => {
@@ -202,7 +210,16 @@ impl RaftNode {
                     Err(Error::NotLeader) => tokio::time::sleep(Duration::from_millis(20)).await,
                     other => break other?,
                 },
-                Some(l) => break self.remote_read_index(l).await?,
+                // Asking a leader that has lost its outbound traffic would hang this round (and
+                // every read queued behind it) until the connection dies: ask again once another
+                // member leads. A read index is safe to fetch twice.
+                Some(l) => tokio::select! {
+                    r = self.remote_read_index(l) => break r?,
+                    r = self.leader_changed(l) => {
+                        r?;
+                        continue;
+                    }
+                },
                 None => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
@@ -212,6 +229,17 @@ impl RaftNode {
             .await
             .map_err(|_| Error::Timeout)?;
         Ok(())
+    }
+
+    /// Resolves once this member no longer takes `leader` for the leader (another member was
+    /// elected, or an election is under way); `Stopped` if Raft shut down first.
+    async fn leader_changed(&self, leader: NodeId) -> Result<()> {
+        self.raft
+            .wait(None)
+            .metrics(|m| m.current_leader != Some(leader), "leader changed")
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::Stopped)
     }
 
     async fn remote_read_index(&self, leader: NodeId) -> Result<u64> {
