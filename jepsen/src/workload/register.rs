@@ -72,14 +72,7 @@ pub async fn process(ctx: &Ctx, mut proc: Proc, start: Instant) {
                         }
                     })
                     .await;
-                if acked.kind == OpType::Ok {
-                    ctx.ack(AckedWrite {
-                        revision: acked.revision.unwrap_or(0),
-                        key: key.clone().into_bytes(),
-                        value: Some(v.to_string().into_bytes()),
-                    });
-                    last_seen.insert(key, v);
-                }
+                written(ctx, &acked, key, v, &mut last_seen);
             }
             _ => {
                 let from = last_seen.get(&key).copied().unwrap_or(0);
@@ -105,17 +98,29 @@ pub async fn process(ctx: &Ctx, mut proc: Proc, start: Instant) {
                         }
                     })
                     .await;
-                if acked.kind == OpType::Ok {
-                    ctx.ack(AckedWrite {
-                        revision: acked.revision.unwrap_or(0),
-                        key: key.clone().into_bytes(),
-                        value: Some(to.to_string().into_bytes()),
-                    });
-                    last_seen.insert(key, to);
-                }
+                written(ctx, &acked, key, to, &mut last_seen);
             }
         }
         ctx.think(&mut rng).await;
+    }
+}
+
+/// After a write or cas: if acknowledged, the history must hold it, and this process has seen
+/// the value.
+fn written(
+    ctx: &Ctx,
+    outcome: &Outcome,
+    key: String,
+    value: i64,
+    last_seen: &mut HashMap<String, i64>,
+) {
+    if outcome.kind == OpType::Ok {
+        ctx.ack(AckedWrite {
+            revision: outcome.revision.unwrap_or(0),
+            key: key.clone().into_bytes(),
+            value: Some(value.to_string().into_bytes()),
+        });
+        last_seen.insert(key, value);
     }
 }
 
