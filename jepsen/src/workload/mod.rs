@@ -20,6 +20,7 @@ use setpoint_client::{classify, Client, ClientError, FailureClass};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tonic::Code;
 
 /// A write the cluster acknowledged, with the revision it says the write got: the final
 /// revision history must hold exactly this change at exactly this revision.
@@ -137,12 +138,29 @@ impl Outcome {
     }
 
     /// The outcome of a request that failed with `err`: `fail` when it certainly did not
-    /// take effect (never sent, or a definite answer, or it only read), `info` otherwise.
+    /// take effect (it only read, was never sent, or the server refused it for a reason that
+    /// is decided before anything is proposed), `info` otherwise — an unexpected status from
+    /// a server may come after the proposal, so it proves nothing.
     pub fn from_error(value: serde_json::Value, err: &ClientError, read_only: bool) -> Outcome {
+        let refused = |code| {
+            matches!(
+                code,
+                Code::InvalidArgument
+                    | Code::FailedPrecondition
+                    | Code::OutOfRange
+                    | Code::NotFound
+                    | Code::AlreadyExists
+                    | Code::PermissionDenied
+                    | Code::Unauthenticated
+                    | Code::ResourceExhausted
+                    | Code::Unimplemented
+            )
+        };
         let kind = match classify(err) {
             _ if read_only => OpType::Fail,
-            FailureClass::NotSent | FailureClass::Definite => OpType::Fail,
-            FailureClass::MaybeSent => OpType::Info,
+            FailureClass::NotSent => OpType::Fail,
+            FailureClass::Definite if err.code().is_some_and(refused) => OpType::Fail,
+            FailureClass::Definite | FailureClass::MaybeSent => OpType::Info,
         };
         Outcome {
             kind,
@@ -297,5 +315,44 @@ pub mod ops {
             target_union: Some(compare::TargetUnion::ModRevision(revision)),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(status: tonic::Status, read_only: bool) -> OpType {
+        Outcome::from_error(
+            serde_json::Value::Null,
+            &ClientError::Status(status),
+            read_only,
+        )
+        .kind
+    }
+
+    #[test]
+    fn a_write_fails_only_when_it_certainly_did_not_happen() {
+        // Refused before any proposal: certainly not applied.
+        assert_eq!(
+            kind(tonic::Status::invalid_argument("bad"), false),
+            OpType::Fail
+        );
+        // "leader changed", "request timed out": may have been applied.
+        assert_eq!(
+            kind(tonic::Status::unavailable("leader changed"), false),
+            OpType::Info
+        );
+        // Anything unexpected from a server proves nothing.
+        assert_eq!(kind(tonic::Status::internal("boom"), false), OpType::Info);
+        assert_eq!(
+            Outcome::from_error(serde_json::Value::Null, &ClientError::Timeout, false).kind,
+            OpType::Info
+        );
+        // A read changes nothing: its failure is a fail whatever the cause.
+        assert_eq!(
+            kind(tonic::Status::unavailable("leader changed"), true),
+            OpType::Fail
+        );
     }
 }
