@@ -188,7 +188,16 @@ impl Cluster {
             .open(&m.log)
             .with_context(|| format!("open {}", m.log.display()))?;
         let client_url = format!("http://127.0.0.1:{}", m.client_port);
-        let child = Command::new(&spec.binary)
+        let mut command = Command::new(&spec.binary);
+        // SAFETY: prctl(2) only, between fork and exec: a member dies with the harness (even
+        // on SIGKILL or Ctrl-C of the harness), so no run leaves processes behind.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
             .args(["--name", &m.name])
             .arg(format!("--data-dir={}", m.data_dir.display()))
             .arg(format!("--listen-client-urls={client_url}"))

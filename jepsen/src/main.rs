@@ -92,16 +92,24 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let Command::Test(args) = cli.command;
-    match test(args) {
-        Ok(code) => code,
-        Err(e) => {
+    // A panic is the run failing (exit 2), not a verdict.
+    match std::panic::catch_unwind(|| test(args)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             eprintln!("setpoint-jepsen: the run failed: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(_) => {
+            eprintln!("setpoint-jepsen: the run failed: a panic (see above)");
             ExitCode::from(2)
         }
     }
 }
 
 fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
+    if a.endpoints.is_empty() && a.nodes == 0 {
+        anyhow::bail!("--nodes must be at least 1");
+    }
     let seed = a.seed.unwrap_or_else(rand::random);
     println!("seed: {seed} (replay with --seed {seed})");
     let opts = RunOptions {

@@ -134,16 +134,17 @@ fn between(rng: &mut StdRng, (lo, hi): (Duration, Duration)) -> Duration {
 }
 
 impl Nemesis {
-    /// Applies faults until `deadline`, then heals everything. Returns the number of faults
+    /// Applies faults until `deadline` (or until `running` says the workloads stopped), then
+    /// heals everything. Returns the number of faults
     /// applied (an instant one the cluster refused, e.g. an unsupported defrag, not counted).
-    pub async fn run(mut self, deadline: Instant) -> usize {
+    pub async fn run(mut self, deadline: Instant, running: impl Fn() -> bool) -> usize {
         let mut count = 0;
         if self.faults.is_empty() {
             return 0;
         }
         loop {
             let quiet = between(&mut self.rng, self.timing.quiet);
-            if Instant::now() + quiet >= deadline {
+            if Instant::now() + quiet >= deadline || !running() {
                 break;
             }
             tokio::time::sleep(quiet).await;

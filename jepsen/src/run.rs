@@ -120,6 +120,12 @@ pub fn combine<'a>(verdicts: impl Iterator<Item = &'a Value>) -> Value {
 
 /// Runs one test. Errors mean the run itself failed (no verdict).
 pub async fn run(opts: RunOptions) -> Result<Verdict> {
+    if std::fs::read_dir(&opts.out).is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "{} is not empty: each run needs its own directory (members keep their data there)",
+            opts.out.display()
+        );
+    }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
     let cluster = match &opts.binary {
         Some(binary) => {
@@ -201,12 +207,15 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         rng: rand::rngs::StdRng::seed_from_u64(opts.seed),
         safe_compact: Arc::new(move || truth::safe_compact(&safe)),
     };
-    let faults = nemesis.run(deadline).await;
+    let running = ctx.clone();
+    let faults = nemesis.run(deadline, move || running.running()).await;
     let phase = Phase::new();
     // Writers are done once their last request ends; watchers wait for the final revision.
     let (watchers, others): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(w, _)| *w);
+    // A process that panicked lost its operations: the verdict can then only be "unknown".
+    let mut crashed_processes = 0;
     for (_, t) in others {
-        let _ = t.await;
+        crashed_processes += usize::from(t.await.is_err());
     }
 
     // Settle: every member back and serving, in-flight proposals done, then the final state.
@@ -221,7 +230,7 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
     ctx.final_revision
         .store(final_revision, std::sync::atomic::Ordering::SeqCst);
     for (_, t) in watchers {
-        let _ = t.await;
+        crashed_processes += usize::from(t.await.is_err());
     }
     phase.done("watchers confirmed their tails");
     let caught_up = truth::wait_for(&followers, final_revision, Duration::from_secs(60)).await;
@@ -238,7 +247,30 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
     let acked = lock(&ctx.acked).clone();
     let mut checkers = serde_json::Map::new();
     let (revisions, truth) = truth::check(&histories, final_revision, &acked);
-    checkers.insert("revisions".into(), serde_json::to_value(&revisions)?);
+    let mut revisions = serde_json::to_value(&revisions)?;
+    // The key space at the final revision must be what the history replays to.
+    match final_state(&cluster, final_revision, opts.request_timeout).await {
+        Ok(state) if state == truth::replay(&truth) => {}
+        Ok(state) => {
+            revisions["valid"] = json!(false);
+            let error = format!(
+                "the key space at revision {final_revision} ({} keys) is not the history \
+                 replayed ({} keys)",
+                state.len(),
+                truth::replay(&truth).len()
+            );
+            if let Some(errors) = revisions["errors"].as_array_mut() {
+                errors.push(json!(error));
+            }
+        }
+        Err(e) => revisions["final_state_error"] = json!(format!("{e:#}")),
+    }
+    if !caught_up && revisions["valid"] == json!(false) {
+        // A follower that never reached the end proves nothing about its member.
+        revisions["valid"] = json!("unknown");
+        revisions["note"] = json!("not every member's history reached the final revision");
+    }
+    checkers.insert("revisions".into(), revisions);
     for &w in &opts.workloads {
         let report = match w {
             Workload::Register => {
@@ -260,21 +292,32 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
                 let adds = workload::set::adds(&history);
                 serde_json::to_value(checker::set::check(&adds, &reads))?
             }
-            Workload::Watch => watch_report(&truth, &lock(&observations)),
+            Workload::Watch => watch_report(&truth, &lock(&observations), &lock(&ctx.split_txns)),
         };
         phase.done(&format!("{} checked", w.name()));
         checkers.insert(w.name().into(), report);
     }
-    let valid = combine(checkers.values().map(|c| &c["valid"]));
     let ops = history
         .iter()
         .filter(|o| o.kind == OpType::Invoke && o.process != crate::history::Process::NEMESIS)
         .count();
+    let ok_ops = history
+        .iter()
+        .filter(|o| o.kind == OpType::Ok && o.process != crate::history::Process::NEMESIS)
+        .count();
+    let mut valid = combine(checkers.values().map(|c| &c["valid"]));
+    // Nothing succeeded, or some processes died: a "valid" would claim what was not tested.
+    if valid == json!(true) && (ok_ops == 0 || crashed_processes > 0) {
+        valid = json!("unknown");
+    }
     let results = json!({
         "valid": valid,
         "checkers": checkers,
         "ops": ops,
+        "ok_ops": ok_ops,
+        "crashed_processes": crashed_processes,
         "faults": faults,
+        "unfaulted_peer_connections": cluster.links().unidentified(),
         "seed": opts.seed,
         "final_revision": final_revision,
         "binary": opts.binary.as_ref().map(|b| b.display().to_string()),
@@ -326,8 +369,35 @@ async fn final_revision(cluster: &Cluster, timeout: Duration) -> Result<i64> {
     }
 }
 
+/// Every key and value at `revision`, read from the first member that answers.
+async fn final_state(
+    cluster: &Cluster,
+    revision: i64,
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+    let mut last = String::new();
+    for i in 0..cluster.size() {
+        let client = cluster.client(i, timeout).await?;
+        let req = setpoint_client::proto::etcdserverpb::RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            revision,
+            ..Default::default()
+        };
+        match client.range(req).await {
+            Ok(r) => return Ok(r.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    bail!("no member returned the key space at revision {revision}: {last}")
+}
+
 /// Every watcher's observation against the agreed history.
-fn watch_report(truth: &[checker::watch::Change], observations: &[Observation]) -> Value {
+fn watch_report(
+    truth: &[checker::watch::Change],
+    observations: &[Observation],
+    split_txns: &[i64],
+) -> Value {
     let mut anomalies = Vec::new();
     let mut events = 0usize;
     for (i, obs) in observations.iter().enumerate() {
@@ -349,7 +419,10 @@ fn watch_report(truth: &[checker::watch::Change], observations: &[Observation]) 
     let invalid = anomalies.len();
     anomalies.retain(|a| !a.is_null());
     json!({
-        "valid": invalid == 0 && truth_nonempty_or_no_watchers(truth, observations),
+        "valid": invalid == 0
+            && split_txns.is_empty()
+            && truth_nonempty_or_no_watchers(truth, observations),
+        "revisions_split_across_responses": split_txns.iter().take(10).collect::<Vec<_>>(),
         "observations": observations.len(),
         "events_checked": events,
         "invalid_observations": invalid,

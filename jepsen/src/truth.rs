@@ -85,6 +85,8 @@ pub async fn wait_for(followers: &[Arc<Follower>], revision: i64, limit: Duratio
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub valid: bool,
+    /// Changes after the final revision (late commits of unknown-outcome writes), ignored.
+    pub beyond_final: usize,
     pub revisions: i64,
     pub changes: usize,
     pub acknowledged_writes: usize,
@@ -100,7 +102,22 @@ pub fn check(
     acked: &[AckedWrite],
 ) -> (Report, Vec<Change>) {
     let mut errors = Vec::new();
-    let truth: Vec<Change> = match agreed_truth(histories) {
+    // A write whose outcome was unknown may commit after the final read: not part of the run.
+    let beyond_final = histories
+        .iter()
+        .map(|h| h.iter().filter(|c| c.revision > final_revision).count())
+        .max()
+        .unwrap_or(0);
+    let histories: Vec<Vec<Change>> = histories
+        .iter()
+        .map(|h| {
+            h.iter()
+                .filter(|c| c.revision <= final_revision)
+                .cloned()
+                .collect()
+        })
+        .collect();
+    let truth: Vec<Change> = match agreed_truth(&histories) {
         Ok(t) => t.to_vec(),
         Err(a) => {
             errors.push(format!("members disagree: {a:?}"));
@@ -122,6 +139,21 @@ pub fn check(
             errors.push(format!(
                 "history ends at revision {p}, the final revision is {final_revision}"
             ));
+        }
+    }
+    // Every value written in a run is unique: the same put twice is a write applied twice.
+    let mut seen: HashMap<(&[u8], &[u8]), i64> = HashMap::new();
+    for c in &truth {
+        if let Some(v) = &c.value {
+            if let Some(first) = seen.insert((c.key.as_slice(), v.as_slice()), c.revision) {
+                errors.push(format!(
+                    "{}={} written twice, at revisions {first} and {}",
+                    String::from_utf8_lossy(&c.key),
+                    String::from_utf8_lossy(v),
+                    c.revision
+                ));
+                break;
+            }
         }
     }
     let index: HashMap<(i64, &[u8]), &Change> = truth
@@ -156,12 +188,25 @@ pub fn check(
     }
     let report = Report {
         valid: errors.is_empty(),
+        beyond_final,
         revisions: prev.unwrap_or(0),
         changes: truth.len(),
         acknowledged_writes: acked.len(),
         errors,
     };
     (report, truth)
+}
+
+/// The key space the history leaves behind: replaying every put and delete.
+pub fn replay(truth: &[Change]) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut state = std::collections::BTreeMap::new();
+    for c in truth {
+        match &c.value {
+            Some(v) => state.insert(c.key.clone(), v.clone()),
+            None => state.remove(&c.key),
+        };
+    }
+    state
 }
 
 #[cfg(test)]
@@ -199,6 +244,30 @@ mod tests {
         );
         assert!(r.valid, "{:?}", r.errors);
         assert_eq!(truth, h);
+    }
+
+    #[test]
+    fn a_write_applied_twice_is_invalid_and_late_commits_are_cut() {
+        let h = vec![put(2, "a", "1"), put(3, "b", "2"), put(4, "a", "1")];
+        let (r, _) = check(&[h.clone(), h], 4, &[]);
+        assert!(r.errors[0].contains("written twice"), "{:?}", r.errors);
+        let h = vec![put(2, "a", "1"), put(3, "a", "2")];
+        let (r, truth) = check(&[h.clone(), h[..1].to_vec()], 2, &[]);
+        assert!(r.valid, "{:?}", r.errors);
+        assert_eq!((r.beyond_final, truth.len()), (1, 1));
+        let state = replay(&[
+            put(2, "a", "1"),
+            put(3, "b", "2"),
+            Change {
+                revision: 4,
+                key: b"a".to_vec(),
+                value: None,
+            },
+        ]);
+        assert_eq!(
+            state.into_iter().collect::<Vec<_>>(),
+            vec![(b"b".to_vec(), b"2".to_vec())]
+        );
     }
 
     #[test]

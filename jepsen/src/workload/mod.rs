@@ -51,6 +51,8 @@ pub struct Ctx {
     /// The store's revision after the run, once known (0 before): watchers confirm their
     /// tails against it.
     pub final_revision: AtomicI64,
+    /// Revisions a watcher got in two responses: a txn not delivered atomically.
+    pub split_txns: Mutex<Vec<i64>>,
     unique: AtomicI64,
     invoked: std::sync::atomic::AtomicU64,
 }
@@ -78,6 +80,7 @@ impl Ctx {
             seed,
             acked: Mutex::new(Vec::new()),
             final_revision: AtomicI64::new(0),
+            split_txns: Mutex::new(Vec::new()),
             unique: AtomicI64::new(1),
             invoked: std::sync::atomic::AtomicU64::new(0),
         }

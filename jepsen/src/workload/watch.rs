@@ -27,6 +27,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const PREFIX: &str = "jw/";
+/// After the progress notification that ends a watch, this long without a response means
+/// nothing sent before it is still on the way (etcd 3.4 may answer progress before queued
+/// events).
+const QUIET: Duration = Duration::from_secs(2);
 const KEYS: u64 = 8;
 
 fn key(i: u64) -> Vec<u8> {
@@ -305,6 +309,8 @@ struct Session {
     stream: Option<RawWatch>,
     reconnects: u64,
     compacted: Option<i64>,
+    /// Revisions whose events came in two responses (a txn delivered in parts).
+    split: Vec<i64>,
 }
 
 /// What one step of a session produced.
@@ -340,6 +346,11 @@ impl Session {
         match tokio::time::timeout(left, stream.next()).await {
             Err(_) => Step::Idle,
             Ok(Ok((got, progress))) => {
+                if let (Some(prev), Some(first)) = (self.changes.last(), got.first()) {
+                    if prev.revision == first.revision {
+                        self.split.push(first.revision);
+                    }
+                }
                 self.changes.extend(got);
                 match progress {
                     Some(rev) => Step::Progress(rev),
@@ -384,6 +395,7 @@ impl Session {
         };
         let limit = Instant::now() + Duration::from_secs(60);
         let mut progressed = false;
+        let mut quiet_since = Instant::now();
         while Instant::now() < limit && self.compacted.is_none() {
             if let Some(s) = self.stream.as_mut() {
                 if !progressed {
@@ -394,8 +406,15 @@ impl Session {
                 .step(ctx, rng, Instant::now() + Duration::from_secs(1))
                 .await
             {
-                Step::Progress(rev) if rev >= last => progressed = true,
-                Step::Idle if progressed => return Some(last.max(self.start - 1)),
+                Step::Progress(rev) if rev >= last => {
+                    progressed = true;
+                    quiet_since = Instant::now();
+                }
+                Step::Idle if progressed && quiet_since.elapsed() >= QUIET => {
+                    return Some(last.max(self.start - 1))
+                }
+                Step::Idle => {}
+                Step::Events => quiet_since = Instant::now(),
                 Step::Moved => progressed = false,
                 _ => {}
             }
@@ -449,6 +468,7 @@ pub async fn watcher(ctx: &Ctx, mut proc: Proc, out: &Mutex<Vec<Observation>>) {
             stream: None,
             reconnects: 0,
             compacted: None,
+            split: Vec::new(),
         };
         let until = Instant::now() + span;
         while Instant::now() < until && ctx.running() && session.compacted.is_none() {
@@ -488,12 +508,16 @@ pub async fn watcher(ctx: &Ctx, mut proc: Proc, out: &Mutex<Vec<Observation>>) {
                 "complete_through": complete_through,
                 "reconnects": session.reconnects,
                 "compacted": session.compacted,
+                "split_revisions": session.split,
                 "changes": shown,
             }),
             error: None,
             member: Some(session.member),
             revision: Some(complete_through),
         });
+        if !session.split.is_empty() {
+            lock(&ctx.split_txns).extend(session.split.iter().copied());
+        }
         lock(out).push(Observation {
             keys: session.keys,
             start_revision: start,
