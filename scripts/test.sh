@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
+cargo clippy --release -p setpoint-server --features failpoints --all-targets -- -D warnings
+# The crash-point build, for setpoint-jepsen's crash fault, kept beside the plain binary
+# (the next cargo command puts the plain one back at target/release/setpoint).
+cargo build --release -p setpoint-server --features failpoints
+cp "$CARGO_TARGET_DIR/release/setpoint" "$CARGO_TARGET_DIR/release/setpoint-failpoints"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --release --workspace --lib --bins --tests 2>&1 | tee "$log"

@@ -6,6 +6,7 @@
 //!
 //! It does not choose faults (that is `nemesis`) nor run operations (the workloads).
 
+use crate::lazyfs::{LazyFs, Loss};
 use crate::proxy::{self, Links, Pids, Proxy};
 use anyhow::{bail, Context, Result};
 use setpoint_client::{Client, ConnectOptions, StatusTarget};
@@ -25,6 +26,9 @@ pub struct ClusterSpec {
     pub election_ms: u64,
     /// Extra flags for every member.
     pub extra: Vec<String>,
+    /// Put each member's data directory on a `LazyFs` mount, so a fault can drop what the
+    /// member had not fsynced.
+    pub lazyfs: bool,
 }
 
 /// One member's process and addresses.
@@ -33,10 +37,15 @@ struct Member {
     client_port: u16,
     peer_port: u16,
     proxy_port: u16,
+    /// Where a failpoints build serves its crash-point control (`GOFAIL_HTTP`).
+    failpoint_port: u16,
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
     paused: bool,
+    /// The mount under `data_dir`, when the spec asks for one (unmounted on drop, after the
+    /// process is gone: `Cluster`'s `Drop` kills first).
+    disk: Option<LazyFs>,
 }
 
 /// The members, their proxies and the link faults.
@@ -99,11 +108,23 @@ impl Cluster {
                 client_port,
                 peer_port,
                 proxy_port: proxy.local_addr().port(),
+                failpoint_port: free_port()?,
                 data_dir: spec.dir.join(format!("n{i}.data")),
                 log: spec.dir.join(format!("n{i}.log")),
                 child: None,
                 paused: false,
+                disk: None,
             });
+            if spec.lazyfs {
+                let m = members.last_mut().context("member just added")?;
+                let backing = spec.dir.join(format!("n{i}.disk"));
+                std::fs::create_dir_all(&backing)?;
+                std::fs::create_dir_all(&m.data_dir)?;
+                m.disk = Some(
+                    LazyFs::mount(&backing, &m.data_dir)
+                        .with_context(|| format!("mount a lazyfs at {}", m.data_dir.display()))?,
+                );
+            }
             proxies.push(proxy);
         }
         let initial_cluster = members
@@ -216,6 +237,7 @@ impl Cluster {
             .arg(format!("--heartbeat-interval={}", spec.heartbeat_ms))
             .arg(format!("--election-timeout={}", spec.election_ms))
             .args(&spec.extra)
+            .env("GOFAIL_HTTP", format!("127.0.0.1:{}", m.failpoint_port))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -239,6 +261,18 @@ impl Cluster {
         lock(&self.pids)[i] = None;
     }
 
+    /// Power loss of member `i`: kill -9, then every write it had not fsynced is undone on
+    /// its lazyfs mount. Errors when the cluster has no mounts.
+    pub fn lose_unsynced(&self, i: usize) -> Result<Loss> {
+        self.kill(i);
+        let members = lock(&self.members);
+        let disk = members
+            .get(i)
+            .and_then(|m| m.disk.as_ref())
+            .context("the members' data is not on lazyfs mounts")?;
+        Ok(disk.lose_unsynced()?)
+    }
+
     /// Starts member `i` again on its data (a no-op when it runs).
     pub fn restart(&self, i: usize) -> Result<()> {
         self.spawn(i)
@@ -258,11 +292,30 @@ impl Cluster {
         }
     }
 
+    /// Whether member `i` runs (a process that exited on its own, e.g. at a crash point,
+    /// is reaped here and counts as down).
     pub fn is_running(&self, i: usize) -> bool {
+        let mut members = lock(&self.members);
+        let Some(m) = members.get_mut(i) else {
+            return !self.owned();
+        };
+        let exited = match &mut m.child {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+            None => return false,
+        };
+        if exited {
+            m.child = None;
+            m.paused = false;
+            lock(&self.pids)[i] = None;
+        }
+        !exited
+    }
+
+    /// The crash-point control address of member `i` (meaningful for failpoints builds).
+    pub fn failpoint_addr(&self, i: usize) -> Option<String> {
         lock(&self.members)
             .get(i)
-            .map(|m| m.child.is_some())
-            .unwrap_or(!self.owned())
+            .map(|m| format!("127.0.0.1:{}", m.failpoint_port))
     }
 
     /// Waits (bounded) until member `i` answers a linearizable read.

@@ -6,7 +6,9 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod failpoints;
 pub mod history;
+pub mod lazyfs;
 pub mod nemesis;
 pub mod proxy;
 pub mod report;

@@ -43,7 +43,9 @@ struct TestArgs {
     /// register, append, watch, set, or all (comma-separated).
     #[arg(long, default_value = "all")]
     workload: String,
-    /// kill, pause, partition, blackhole, delay, drop, compact; all; none.
+    /// kill, pause, partition, blackhole, delay, drop, compact, defrag, crash (needs a
+    /// binary built with failpoints), lose-unsynced (needs root and /dev/fuse); all (each of
+    /// those two only where it can be had); none.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Register reads: linearizable (default) or serializable.
@@ -123,6 +125,8 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
         time_limit: Duration::from_secs(a.time_limit),
         workloads: parse_workloads(&a.workload)?,
         faults: parse_faults(&a.nemesis)?,
+        crash_required: a.nemesis.split(',').any(|w| w.trim() == "crash"),
+        lose_unsynced_required: a.nemesis.split(',').any(|w| w.trim() == "lose-unsynced"),
         serializable_reads: a.read_consistency == "serializable",
         seed,
         out: a.out.clone(),

@@ -1,6 +1,7 @@
 //! The nemesis: faults applied on a schedule while the workloads run — kill -9 and restart,
-//! SIGSTOP/SIGCONT, partitions, one-way blackholes, delay and loss on peer links, and
-//! compaction — each recorded in the history as process `"nemesis"` (`start-X` / `stop-X`
+//! SIGSTOP/SIGCONT, crash points armed inside members built with failpoints, power loss
+//! (kill -9 and the loss of every write not yet fsynced), partitions,
+//! one-way blackholes, delay and loss on peer links, and compaction — each recorded in the history as process `"nemesis"` (`start-X` / `stop-X`
 //! windows, or one instant op), and all healed before the run's final reads.
 //!
 //! It decides what to break and when; how a link is broken is `proxy`'s business, how a
@@ -29,10 +30,16 @@ pub enum Fault {
     Drop,
     Compact,
     Defrag,
+    /// A member dies at a chosen crash point (log append, apply, snapshot, compaction, ...):
+    /// needs a binary built with failpoints.
+    Crash,
+    /// Power loss: kill -9 and every write not yet fsynced is lost (data directories on
+    /// lazyfs mounts; needs root and /dev/fuse).
+    LoseUnsynced,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Kill,
         Fault::Pause,
         Fault::Partition,
@@ -41,6 +48,8 @@ impl Fault {
         Fault::Drop,
         Fault::Compact,
         Fault::Defrag,
+        Fault::Crash,
+        Fault::LoseUnsynced,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +62,8 @@ impl Fault {
             Fault::Drop => "drop",
             Fault::Compact => "compact",
             Fault::Defrag => "defrag",
+            Fault::Crash => "crash",
+            Fault::LoseUnsynced => "lose-unsynced",
         }
     }
 
@@ -78,7 +89,8 @@ pub fn parse_faults(text: &str) -> Result<Vec<Fault>> {
             },
         }
     }
-    out.dedup();
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|f| seen.insert(*f));
     Ok(out)
 }
 
@@ -110,6 +122,8 @@ pub struct Nemesis {
     /// The highest revision that may be compacted away without losing history a checker
     /// still needs.
     pub safe_compact: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// The crash points the members serve (empty: the binary has none).
+    pub failpoints: Vec<String>,
 }
 
 fn nemesis_op(kind: OpType, f: &str, value: serde_json::Value) -> Op {
@@ -204,7 +218,113 @@ impl Nemesis {
             }
             Fault::Compact => return self.compact().await,
             Fault::Defrag => return self.defrag().await,
+            Fault::Crash => return self.crash(hold).await,
+            Fault::LoseUnsynced => {
+                let (mode, targets) = self.targets().await;
+                let mut lost = Vec::new();
+                let f = "start-lose-unsynced";
+                let value = json!({"mode": mode, "targets": targets});
+                self.recorder
+                    .record(nemesis_op(OpType::Invoke, f, value.clone()));
+                for &t in &targets {
+                    match self.cluster.lose_unsynced(t) {
+                        Ok(l) => {
+                            lost.push(json!({"member": t, "files": l.files, "bytes": l.bytes}))
+                        }
+                        Err(e) => lost.push(json!({"member": t, "error": format!("{e:#}")})),
+                    }
+                }
+                let mut value = value;
+                value["lost"] = json!(lost);
+                self.recorder
+                    .record(nemesis_op(OpType::Info, f, value.clone()));
+                tokio::time::sleep(hold).await;
+                self.window_stop(fault, value, |c| {
+                    for &t in &targets {
+                        if let Err(e) = c.restart(t) {
+                            tracing::warn!("restart of member {t} failed: {e:#}");
+                        }
+                    }
+                });
+            }
         }
+        true
+    }
+
+    /// Arms a random crash point (term `panic`) in the leader, one member, a majority or
+    /// all (and compacts, if a compaction point was chosen); after `hold`, members that died
+    /// there are restarted and points not reached are disarmed. The `stop-crash` value says
+    /// which fired. False if none could be armed.
+    async fn crash(&mut self, hold: Duration) -> bool {
+        let (mode, targets) = self.targets().await;
+        let mut armed = Vec::new();
+        let mut refused = Vec::new();
+        for t in targets {
+            let Some(point) = self.failpoints.choose(&mut self.rng).cloned() else {
+                break;
+            };
+            let Some(addr) = self.cluster.failpoint_addr(t) else {
+                continue;
+            };
+            match crate::failpoints::arm(&addr, &point, "panic").await {
+                Ok(()) => armed.push((t, point, addr)),
+                Err(e) => {
+                    refused.push(json!({"member": t, "point": point, "error": e.to_string()}))
+                }
+            }
+        }
+        let shown = |list: &[(usize, String, String)]| {
+            list.iter()
+                .map(|(t, p, _)| json!({"member": t, "point": p}))
+                .collect::<Vec<_>>()
+        };
+        let value = json!({"mode": mode, "points": shown(&armed), "refused": refused});
+        let f = "start-crash";
+        self.recorder
+            .record(nemesis_op(OpType::Invoke, f, value.clone()));
+        if armed.is_empty() {
+            let mut op = nemesis_op(OpType::Fail, f, value);
+            op.error = Some("no crash point could be armed".into());
+            self.recorder.record(op);
+            return false;
+        }
+        self.recorder
+            .record(nemesis_op(OpType::Info, f, value.clone()));
+        // Compaction points are reached only when something compacts: make it happen.
+        let hold_end = Instant::now() + hold;
+        if armed.iter().any(|(_, p, _)| p.starts_with("compact")) {
+            self.compact().await;
+        }
+        tokio::time::sleep_until(hold_end.into()).await;
+        let (mut fired, mut missed, mut stuck) = (Vec::new(), Vec::new(), Vec::new());
+        for (t, point, addr) in armed {
+            // Disarm, then look: a point that fires while being disarmed still kills the
+            // member, which the look (after its abort has had time) sees.
+            let disarmed = self.cluster.is_running(t)
+                && crate::failpoints::disarm(&addr, &point).await.is_ok();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if !self.cluster.is_running(t) {
+                fired.push((t, point, addr));
+            } else if disarmed {
+                missed.push((t, point, addr));
+            } else {
+                // Alive but its control does not answer: end it like a kill.
+                self.cluster.kill(t);
+                stuck.push((t, point, addr));
+            }
+        }
+        let mut stop = value;
+        stop["fired"] = json!(shown(&fired));
+        stop["not_reached"] = json!(shown(&missed));
+        stop["killed_unanswering"] = json!(shown(&stuck));
+        fired.extend(stuck);
+        self.window_stop(Fault::Crash, stop, |c| {
+            for (t, _, _) in &fired {
+                if let Err(e) = c.restart(*t) {
+                    tracing::warn!("restart of member {t} after a crash failed: {e:#}");
+                }
+            }
+        });
         true
     }
 
@@ -428,5 +548,9 @@ mod tests {
         );
         assert_eq!(parse_faults("all").expect("all").len(), Fault::ALL.len());
         assert!(parse_faults("kill,meteor").is_err());
+        assert_eq!(
+            parse_faults("crash,all").expect("crash and all").len(),
+            Fault::ALL.len()
+        );
     }
 }

@@ -8,13 +8,14 @@
 use crate::checker;
 use crate::checker::watch::Observation;
 use crate::cluster::{lock, Cluster, ClusterSpec};
-use crate::history::{OpType, Recorder};
+use crate::history::{Op, OpType, Recorder};
 use crate::nemesis::{Fault, Nemesis, Timing};
 use crate::truth::{self, Follower};
 use crate::workload::{self, Ctx, Proc};
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,6 +75,10 @@ pub struct RunOptions {
     pub time_limit: Duration,
     pub workloads: Vec<Workload>,
     pub faults: Vec<Fault>,
+    /// `crash` was named (not only implied by `all`): a binary without failpoints is an error.
+    pub crash_required: bool,
+    /// Likewise `lose-unsynced`: a machine without FUSE is an error.
+    pub lose_unsynced_required: bool,
     pub serializable_reads: bool,
     pub seed: u64,
     pub out: PathBuf,
@@ -127,6 +132,17 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         );
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
+    let mut faults = opts.faults.clone();
+    let lazyfs = opts.binary.is_some() && faults.contains(&Fault::LoseUnsynced);
+    if lazyfs {
+        if let Err(why) = crate::lazyfs::available() {
+            if opts.lose_unsynced_required {
+                bail!("the lose-unsynced fault needs FUSE mounts: {why}");
+            }
+            eprintln!("note: no lose-unsynced faults: {why}");
+            faults.retain(|f| *f != Fault::LoseUnsynced);
+        }
+    }
     let cluster = match &opts.binary {
         Some(binary) => {
             Cluster::start(ClusterSpec {
@@ -136,11 +152,12 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
                 heartbeat_ms: opts.heartbeat_ms,
                 election_ms: opts.election_ms,
                 extra: opts.member_flags.clone(),
+                lazyfs: faults.contains(&Fault::LoseUnsynced),
             })
             .await?
         }
         None => {
-            if opts.faults.iter().any(|f| f.needs_processes()) {
+            if faults.iter().any(|f| f.needs_processes()) {
                 bail!("faults other than compact need --binary (the run must own the processes)");
             }
             Cluster::attach(opts.endpoints.clone())
@@ -148,6 +165,7 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
     };
     let cluster = Arc::new(cluster);
     let n = cluster.size();
+    let failpoints = crash_points(&cluster, &mut faults, opts.crash_required).await?;
     let history_file = std::fs::File::create(opts.out.join("history.jsonl"))?;
     let recorder = Arc::new(Recorder::new(Some(history_file)));
 
@@ -202,13 +220,14 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
     let nemesis = Nemesis {
         cluster: cluster.clone(),
         recorder: recorder.clone(),
-        faults: opts.faults.clone(),
+        faults: faults.clone(),
         timing: opts.timing,
         rng: rand::rngs::StdRng::seed_from_u64(opts.seed),
         safe_compact: Arc::new(move || truth::safe_compact(&safe)),
+        failpoints,
     };
     let running = ctx.clone();
-    let faults = nemesis.run(deadline, move || running.running()).await;
+    let fault_count = nemesis.run(deadline, move || running.running()).await;
     let phase = Phase::new();
     // Writers are done once their last request ends; watchers wait for the final revision.
     let (watchers, others): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(w, _)| *w);
@@ -316,7 +335,9 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         "ops": ops,
         "ok_ops": ok_ops,
         "crashed_processes": crashed_processes,
-        "faults": faults,
+        "faults": fault_count,
+        "crash_points": crash_summary(&history),
+        "lost_unsynced": loss_summary(&history),
         "unfaulted_peer_connections": cluster.links().unidentified(),
         "seed": opts.seed,
         "final_revision": final_revision,
@@ -324,7 +345,7 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         "nodes": n,
         "time_limit_s": opts.time_limit.as_secs(),
         "workloads": opts.workloads.iter().map(|w| w.name()).collect::<Vec<_>>(),
-        "nemesis": opts.faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "nemesis": faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
         "read_consistency": if opts.serializable_reads { "serializable" } else { "linearizable" },
     });
     std::fs::write(
@@ -343,6 +364,76 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
     phase.done("report written");
     cluster.shutdown();
     Ok(Verdict { results })
+}
+
+/// The crash points the members serve, when the run has the `crash` fault. Without any,
+/// `crash` is dropped from `faults` (it came with `all`) or the run fails (it was named).
+async fn crash_points(
+    cluster: &Cluster,
+    faults: &mut Vec<Fault>,
+    required: bool,
+) -> Result<Vec<String>> {
+    if !faults.contains(&Fault::Crash) {
+        return Ok(Vec::new());
+    }
+    let listed = match cluster.failpoint_addr(0) {
+        Some(addr) => crate::failpoints::list(&addr).await,
+        None => Err(anyhow::anyhow!("no member process")),
+    };
+    match listed {
+        Ok(points) if !points.is_empty() => Ok(points),
+        other => {
+            let why = match other {
+                Err(e) => format!("{e:#}"),
+                Ok(_) => "it lists no failpoints".into(),
+            };
+            if required {
+                bail!(
+                    "the crash fault needs a binary built with failpoints \
+                     (cargo build --release -p setpoint-server --features failpoints): {why}"
+                );
+            }
+            eprintln!("note: no crash faults: the binary serves no failpoints ({why})");
+            faults.retain(|f| *f != Fault::Crash);
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// How often each crash point fired, and how many armed points were not reached.
+fn crash_summary(history: &[Op]) -> Value {
+    let mut fired: BTreeMap<String, u64> = BTreeMap::new();
+    let mut not_reached = 0;
+    for op in history.iter().filter(|o| {
+        o.process == crate::history::Process::NEMESIS
+            && o.f == "stop-crash"
+            && o.kind == OpType::Info
+    }) {
+        for f in op.value["fired"].as_array().into_iter().flatten() {
+            let point = f["point"].as_str().unwrap_or("?").to_string();
+            *fired.entry(point).or_default() += 1;
+        }
+        not_reached += op.value["not_reached"].as_array().map_or(0, Vec::len);
+    }
+    json!({"fired": fired, "not_reached": not_reached})
+}
+
+/// What the power losses threw away: faults, member losses, files and bytes.
+fn loss_summary(history: &[Op]) -> Value {
+    let (mut faults, mut members, mut files, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+    for op in history.iter().filter(|o| {
+        o.process == crate::history::Process::NEMESIS
+            && o.f == "start-lose-unsynced"
+            && o.kind == OpType::Info
+    }) {
+        faults += 1;
+        for l in op.value["lost"].as_array().into_iter().flatten() {
+            members += 1;
+            files += l["files"].as_u64().unwrap_or(0);
+            bytes += l["bytes"].as_u64().unwrap_or(0);
+        }
+    }
+    json!({"faults": faults, "member_losses": members, "files": files, "bytes": bytes})
 }
 
 /// The store's revision once writes have stopped, from any member that answers.

@@ -27,6 +27,7 @@ async fn follower_serves_while_leader_blackholed(binary: &Path) {
         heartbeat_ms: 100,
         election_ms: 1000,
         extra: vec![],
+        lazyfs: false,
     })
     .await
     .expect("cluster starts");

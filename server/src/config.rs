@@ -101,6 +101,10 @@ pub struct Flags {
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
 
+    /// Disables fsync, unsafe, will cause data loss.
+    #[arg(long, env = "ETCD_UNSAFE_NO_FSYNC")]
+    pub unsafe_no_fsync: bool,
+
     /// Duration of periodic watch progress notifications (etcd's Go duration syntax: 10m, 500ms).
     #[arg(
         long,
@@ -140,6 +144,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub snapshot_count: u64,
+    /// Acknowledge writes without fsyncing them (etcd's `--unsafe-no-fsync`).
+    pub unsafe_no_fsync: bool,
     pub log_level: String,
     pub watch_progress_notify_interval: Duration,
 }
@@ -294,6 +300,7 @@ impl Config {
             max_request_bytes: f.max_request_bytes as usize,
             max_txn_ops: f.max_txn_ops as usize,
             snapshot_count: f.snapshot_count,
+            unsafe_no_fsync: f.unsafe_no_fsync,
             log_level,
             watch_progress_notify_interval,
         })
@@ -433,6 +440,12 @@ mod tests {
         assert_eq!(c.name, "b");
         let names: Vec<_> = c.initial_cluster.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn unsafe_no_fsync_is_off_unless_asked() {
+        assert!(!parse(&[]).expect("defaults").unsafe_no_fsync);
+        assert!(parse(&["--unsafe-no-fsync"]).expect("flag").unsafe_no_fsync);
     }
 
     #[test]

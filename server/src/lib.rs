@@ -10,6 +10,7 @@ pub mod api;
 pub mod apply;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod metrics;
 pub mod mvcc;
 pub mod raft;

@@ -39,7 +39,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(setpoint_server::server::run(config, shutdown_signal()));
+    let result = runtime.block_on(async {
+        setpoint_server::failpoint::start().await?;
+        setpoint_server::server::run(config, shutdown_signal()).await
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

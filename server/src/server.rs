@@ -73,7 +73,14 @@ pub async fn run(
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-    let engine = Arc::new(RocksEngine::open(&config.data_dir.join("db")).context("open storage")?);
+    let mut engine = RocksEngine::open(&config.data_dir.join("db")).context("open storage")?;
+    if config.unsafe_no_fsync {
+        tracing::warn!(
+            "--unsafe-no-fsync: writes are acknowledged without fsync; a power loss will lose them"
+        );
+        engine = engine.without_fsync();
+    }
+    let engine = Arc::new(engine);
     let kv = Arc::new(KvStore::open(engine.clone()).context("open mvcc store")?);
     let compactor = Compactor::start(kv.clone())?;
     let applier = Arc::new(Applier::new(engine.clone(), kv.clone(), compactor.clone()));

@@ -121,6 +121,13 @@ pub fn fault_windows(history: &[Op]) -> Vec<FaultWindow> {
             open = still;
             done.extend(closing.into_iter().map(|mut w| {
                 w.end = ev.time.max(w.start);
+                // What only the stop knows (e.g. which crash points fired) joins the detail.
+                if let (Some(detail), Some(stop)) = (w.detail.as_object_mut(), ev.value.as_object())
+                {
+                    for (k, v) in stop {
+                        detail.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
                 w
             }));
         }

@@ -22,6 +22,19 @@ pub fn setpoint_bin() -> PathBuf {
     bin
 }
 
+/// The crash-point build of the server (`--features failpoints`), which `scripts/test.sh`
+/// puts beside the plain one as `setpoint-failpoints`.
+pub fn setpoint_failpoints_bin() -> PathBuf {
+    let bin = setpoint_bin().with_file_name("setpoint-failpoints");
+    assert!(
+        bin.exists(),
+        "{} is missing: scripts/test.sh builds it (cargo build --release -p setpoint-server \
+         --features failpoints, then copies target/release/setpoint to setpoint-failpoints)",
+        bin.display()
+    );
+    bin
+}
+
 /// The real etcd, when installed (Debian etcd-server).
 pub fn etcd_bin() -> Option<PathBuf> {
     ["/usr/bin/etcd", "/usr/local/bin/etcd"]

@@ -154,7 +154,15 @@ impl<E: Engine> Applier<E> {
                 Err(e) => result.error = Some(e),
             },
         }
+        fail::fail_point!("beforeCommit");
+        if compacted_to.is_some() {
+            fail::fail_point!("compactBeforeCommitScheduledCompact");
+        }
         self.engine.write(batch, false).map_err(internal)?;
+        fail::fail_point!("afterCommit");
+        if compacted_to.is_some() {
+            fail::fail_point!("compactAfterCommitScheduledCompact");
+        }
         if let Some(token) = publish {
             self.kv.publish(token);
         }

@@ -149,12 +149,16 @@ impl<E: Engine> KvStore<E> {
         }
         drop(cursor);
         if more {
+            fail::fail_point!("compactBeforeCommitBatch");
             engine.write(batch, false)?;
+            fail::fail_point!("compactAfterCommitBatch");
             progress.run = Some(Run { next, ..run });
             return Ok(false);
         }
         batch.put(Cf::Meta, META_COMPACT_FINISHED, run.target.to_be_bytes());
+        fail::fail_point!("compactBeforeSetFinishedCompact");
         engine.write(batch, false)?;
+        fail::fail_point!("compactAfterSetFinishedCompact");
         progress.finished = run.target;
         progress.run = None;
         tracing::debug!(revision = run.target, "physical compaction finished");

@@ -100,6 +100,9 @@ fn sync_loop<E: Engine>(engine: std::sync::Weak<E>, rx: mpsc::Receiver<IOFlushed
             Some(engine) => engine.sync_wal(),
             None => Err(crate::storage::StorageError::Closed),
         };
+        if result.is_ok() {
+            fail::fail_point!("raftAfterSave");
+        }
         for callback in waiting {
             callback.io_completed(result.as_ref().map(|_| ()).map_err(io_err));
         }
@@ -184,6 +187,7 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
             let bytes = bincode::serialize(&entry).map_err(io_err)?;
             batch.put(Cf::RaftLog, index_key(entry.index()).to_vec(), bytes);
         }
+        fail::fail_point!("raftBeforeSave");
         self.engine.write(batch, false).map_err(io_err)?;
         self.syncer
             .send(callback)
@@ -214,6 +218,9 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
             index_key(0).to_vec(),
             index_key(log_id.index() + 1).to_vec(),
         );
-        self.engine.write(batch, false).map_err(io_err)
+        fail::fail_point!("raftBeforePurge");
+        self.engine.write(batch, false).map_err(io_err)?;
+        fail::fail_point!("raftAfterPurge");
+        Ok(())
     }
 }

@@ -115,6 +115,9 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        if !rpc.entries.is_empty() {
+            fail::fail_point!("raftBeforeLeaderSend");
+        }
         self.call(&rpc, option.hard_ttl(), |mut c, p| async move {
             c.append_entries(p).await
         })

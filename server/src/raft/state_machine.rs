@@ -100,7 +100,9 @@ impl<E: Engine> RaftSnapshotBuilder<TypeConfig> for StateMachine<E> {
             rows,
         };
         let bytes = bincode::serialize(&file).map_err(io_err)?;
+        fail::fail_point!("raftBeforeSaveSnap");
         self.save_snapshot_bytes(&bytes)?;
+        fail::fail_point!("raftAfterSaveSnap");
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
         Ok(Snapshot {
             meta,
@@ -159,11 +161,13 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
             batch.put(cf, k, v);
         }
         // Readers and the compactor must not pair the new data with the old revisions.
+        fail::fail_point!("raftBeforeApplySnap");
         self.applier.kv().exclusive(|| -> Result<(), io::Error> {
             self.engine.write(batch, true).map_err(io_err)?;
             self.applier.reload().map_err(io_err)
         })?;
         self.save_snapshot_bytes(&snapshot)?;
+        fail::fail_point!("raftAfterApplySnap");
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())
     }
