@@ -77,8 +77,10 @@ pub struct Links {
     /// Row-major by `(from, to)`.
     cells: Vec<watch::Sender<LinkFault>>,
     block_limit: Mutex<Duration>,
-    /// Connections whose dialing member could not be found: they pass unfaulted.
+    /// Connections whose dialing member could not be found.
     unidentified: std::sync::atomic::AtomicU64,
+    /// Of those, the ones closed because a link of their member was blocked.
+    unidentified_closed: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Links {
@@ -106,6 +108,7 @@ impl Links {
                 .collect(),
             block_limit: Mutex::new(limit),
             unidentified: std::sync::atomic::AtomicU64::new(0),
+            unidentified_closed: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -135,10 +138,42 @@ impl Links {
     }
 
     /// Every link back to healthy.
-    /// How many peer connections passed unfaulted because their dialer was not identified
-    /// (a coverage gap the run reports).
+    /// How many peer connections' dialer was not identified: they cannot be faulted per
+    /// link, so they pass while no link of their member is blocked and are closed (counted
+    /// in [`Links::unidentified_closed`]) as soon as one is.
     pub fn unidentified(&self) -> u64 {
         self.unidentified.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Unidentified connections closed because a link of their member was blocked.
+    pub fn unidentified_closed(&self) -> u64 {
+        self.unidentified_closed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether any link from or to `member` is blocked.
+    fn member_blocked(&self, member: usize) -> bool {
+        (0..self.n)
+            .filter(|&o| o != member)
+            .any(|o| self.get(member, o).blocked || self.get(o, member).blocked)
+    }
+
+    /// Returns once a link from or to `member` is blocked (at once if one is).
+    async fn until_member_blocked(&self, member: usize) {
+        let mut cells: Vec<_> = (0..self.n)
+            .filter(|&o| o != member)
+            .flat_map(|o| [self.watch(member, o), self.watch(o, member)])
+            .collect();
+        while !self.member_blocked(member) {
+            if cells.is_empty() {
+                return std::future::pending().await;
+            }
+            let changes = cells.iter_mut().map(|c| Box::pin(c.changed()));
+            let (changed, _, _) = futures::future::select_all(changes).await;
+            if changed.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     pub fn heal(&self) {
@@ -324,7 +359,16 @@ async fn serve(
     };
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let watchdog = watchdog(up.clone(), down.clone(), links);
+    let unknown = dialer.is_none();
+    let guard_links = links.clone();
+    let guard = async move {
+        if unknown {
+            guard_links.until_member_blocked(owner).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let watchdog = watchdog(up.clone(), down.clone(), links.clone());
     let pumps = async {
         tokio::try_join!(
             pump(client_read, server_write, up),
@@ -340,6 +384,12 @@ async fn serve(
         },
         () = watchdog => {
             debug!(owner, ?dialer, "peer connection blocked too long; closing it");
+        }
+        () = guard => {
+            links
+                .unidentified_closed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            debug!(owner, "unidentified peer connection closed: a link of its member is blocked");
         }
     }
 }

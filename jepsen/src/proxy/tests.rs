@@ -277,18 +277,40 @@ async fn one_way_block_listener_to_dialer() {
 }
 
 #[tokio::test]
-async fn unidentified_connections_are_not_faulted() {
+async fn unidentified_connections_close_when_their_member_is_cut() {
     let not_me: Pids = Arc::new(|| vec![(0, 1), (2, u32::MAX)]);
     for pids in [nobody(), not_me] {
-        let (links, proxy, target) = setup(3, 1, pids).await;
-        for from in 0..3 {
-            for to in 0..3 {
-                links.set(from, to, blocked());
-            }
-        }
+        let owner = 1;
+        let (links, proxy, target) = setup(3, owner, pids).await;
+        // Faults elsewhere, or only slow links, leave it alone.
+        links.set(0, 2, blocked());
+        links.set(
+            0,
+            owner,
+            LinkFault {
+                delay: Duration::from_millis(10),
+                ..LinkFault::default()
+            },
+        );
         let (mut client, mut server) = connect(&proxy, &target).await;
-        send(&mut client, &mut server, b"through anyway").await;
-        send(&mut server, &mut client, b"back anyway").await;
+        send(&mut client, &mut server, b"through").await;
+        send(&mut server, &mut client, b"back").await;
+        assert_eq!(links.unidentified(), 1);
+        // A blocked link of its member closes it: it might be that link.
+        links.set(owner, 2, blocked());
+        assert!(closed(&mut client, WAIT).await, "dialer side not closed");
+        assert!(closed(&mut server, WAIT).await, "listener side not closed");
+        assert_eq!(links.unidentified_closed(), 1);
+        // One opened while the block lasts is closed at once.
+        let (mut client, mut server) = connect(&proxy, &target).await;
+        assert!(closed(&mut client, WAIT).await);
+        assert!(closed(&mut server, WAIT).await);
+        assert_eq!(links.unidentified_closed(), 2);
+        // Healed: they pass again.
+        links.heal();
+        let (mut client, mut server) = connect(&proxy, &target).await;
+        send(&mut client, &mut server, b"healed").await;
+        assert_eq!(links.unidentified(), 3);
     }
 }
 
