@@ -1,34 +1,35 @@
 //! `setpoint-bench`: a load generator that speaks etcd's v3 API through
-//! setpoint-client, so it measures etcd and Setpoint alike. Flags follow
-//! etcd's benchmark tool. Loads: `put` (optionally with idle or stalled
-//! watchers), `range`, `watch` (fan-out throughput) and `watch-latency`, each
-//! with a text report; still to come: txn-put, lease, JSON/SVG output, a
-//! progress bar and the side-by-side compare command. This file is the
-//! command line; each load has its own module.
+//! setpoint-client, so it measures etcd and Setpoint alike. Subcommands and
+//! flags follow etcd's benchmark tool: `put` (optionally with idle or stalled
+//! watchers), `range`, `txn-put`, `lease-keepalive`, `watch` (fan-out
+//! throughput) and `watch-latency`. Each prints etcd's text report on stdout
+//! and can write a JSON result (`--json`) and an SVG chart (`--svg`); the exit
+//! status is non-zero when the load could not run or every operation failed.
+//! This file is the command line; each load has its own module.
 
+mod chart;
+mod json;
+mod lease;
 mod load;
+mod outcome;
+mod progress;
 mod put;
 mod range;
 mod report;
+mod setup;
+mod txn_put;
 mod watch;
 mod watchers;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use setpoint_client::{parse_endpoints, Client, ConnectOptions};
+
+use crate::setup::{GlobalArgs, Setup};
 
 #[derive(Parser)]
 #[command(name = "setpoint-bench", version, about = "etcd v3 API load generator")]
 struct Cli {
-    /// Comma-separated client endpoints.
-    #[arg(long, global = true, default_value = "127.0.0.1:2379")]
-    endpoints: String,
-    /// Number of gRPC connections.
-    #[arg(long, global = true, default_value_t = 1)]
-    conns: usize,
-    /// Number of concurrent clients.
-    #[arg(long, global = true, default_value_t = 1)]
-    clients: usize,
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -37,8 +38,12 @@ struct Cli {
 enum Cmd {
     /// Puts keys.
     Put(put::PutArgs),
-    /// Ranges over a key.
+    /// Ranges over a key or a key range.
     Range(range::RangeArgs),
+    /// Txns of --txn-ops puts each.
+    TxnPut(txn_put::TxnPutArgs),
+    /// One lease per client, then keep-alive round trips on its stream.
+    LeaseKeepalive(lease::LeaseKeepaliveArgs),
     /// Watchers on a few keys, then puts to them: time until every watcher
     /// got every event.
     Watch(watch::WatchArgs),
@@ -49,19 +54,14 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let endpoints = parse_endpoints(&[cli.endpoints.as_str()]).context("--endpoints")?;
-    let mut conns = Vec::new();
-    for _ in 0..cli.conns.max(1) {
-        conns.push(
-            Client::connect(endpoints.clone(), ConnectOptions::default())
-                .await
-                .context("connect")?,
-        );
-    }
+    let global = cli.global;
+    let setup = || Setup::connect(&global);
     match cli.cmd {
-        Cmd::Put(args) => put::run(&endpoints, &conns, cli.clients, args).await,
-        Cmd::Range(args) => range::run(&conns, cli.clients, args).await,
-        Cmd::Watch(args) => watch::run_watch(&conns, cli.clients, args).await,
-        Cmd::WatchLatency(args) => watch::run_watch_latency(&conns, cli.clients, args).await,
+        Cmd::Put(args) => put::run(&setup().await?, args).await,
+        Cmd::Range(args) => range::run(&setup().await?, args).await,
+        Cmd::TxnPut(args) => txn_put::run(&setup().await?, args).await,
+        Cmd::LeaseKeepalive(args) => lease::run(&setup().await?, args).await,
+        Cmd::Watch(args) => watch::run_watch(&setup().await?, args).await,
+        Cmd::WatchLatency(args) => watch::run_watch_latency(&setup().await?, args).await,
     }
 }

@@ -6,7 +6,9 @@
 //! `watch` reports how long the whole fan-out took (events/s) and the
 //! latencies; `watch-latency` puts at a fixed rate and reports the latency
 //! distribution. Both give up after `--wait-timeout`, printing what is
-//! missing, and fail on duplicates, cancels and lost streams.
+//! missing, and fail on duplicates, cancels and lost streams. For `--json`
+//! and `--svg` the puts count as the operations and the events' delivery
+//! latencies as the latencies.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,14 +18,18 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context};
 use clap::Args;
 use hdrhistogram::Histogram;
+use serde::Serialize;
 use setpoint_client::proto::etcdserverpb::PutRequest;
 use setpoint_client::Client;
 
-use crate::load::{self, BoxFut};
+use crate::load::{self, BoxFut, LoadResult, Sample};
+use crate::outcome::Outcome;
 use crate::report;
+use crate::setup::Setup;
 use crate::watchers::{self, RawStream};
 
-#[derive(Args)]
+#[derive(Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct WatchArgs {
     /// Watchers in all.
     #[arg(long, default_value_t = 1000)]
@@ -51,7 +57,8 @@ pub struct WatchArgs {
     wait_timeout: u64,
 }
 
-#[derive(Args)]
+#[derive(Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct WatchLatencyArgs {
     /// Puts to the watched key.
     #[arg(long, default_value_t = 1000)]
@@ -89,18 +96,41 @@ struct Fanout {
 }
 
 /// What a fan-out run measured.
-struct Outcome {
+struct Delivery {
     received: u64,
     expected: u64,
     /// From the first put's start to the last event's arrival.
     elapsed: Duration,
     latency: Histogram<u64>,
+    /// Each event: arrival (seconds after the first put) and latency.
+    samples: Vec<Sample>,
 }
 
-pub async fn run_watch(conns: &[Client], clients: usize, args: WatchArgs) -> anyhow::Result<()> {
-    let out = fanout(
-        conns,
-        clients,
+impl Delivery {
+    /// The run as a load outcome: the puts as operations (all succeeded,
+    /// or the run would have failed), the deliveries as latencies.
+    fn outcome(self, load: &'static str, params: serde_json::Value, puts: u64) -> Outcome {
+        Outcome {
+            load,
+            params,
+            result: LoadResult {
+                total: puts,
+                hist: self.latency,
+                samples: self.samples,
+                errors: 0,
+                first_error: None,
+                error_kinds: Vec::new(),
+                took: self.elapsed,
+            },
+            events: Some(self.received),
+        }
+    }
+}
+
+pub async fn run_watch(setup: &Setup, args: WatchArgs) -> anyhow::Result<()> {
+    let params = setup.params(&args);
+    let d = fanout(
+        setup,
         Fanout {
             watchers: args.watchers,
             streams: args.streams,
@@ -113,27 +143,21 @@ pub async fn run_watch(conns: &[Client], clients: usize, args: WatchArgs) -> any
         },
     )
     .await?;
-    let secs = out.elapsed.as_secs_f64();
+    let secs = d.elapsed.as_secs_f64();
+    println!();
     println!("Watch events:");
-    println!("  Received:\t{}", out.received);
-    println!("  Expected:\t{}", out.expected);
+    println!("  Received:\t{}", d.received);
+    println!("  Expected:\t{}", d.expected);
     println!("  Elapsed:\t{secs:.4} secs.");
-    println!("  Events/sec:\t{:.1}", out.received as f64 / secs);
-    report::latency(
-        "Delivery latency (put sent to event received)",
-        &out.latency,
-    );
-    Ok(())
+    println!("  Events/sec:\t{:.1}", d.received as f64 / secs);
+    report::latency("Delivery latency (put sent to event received)", &d.latency);
+    d.outcome("watch", params, args.put_total).publish(setup)
 }
 
-pub async fn run_watch_latency(
-    conns: &[Client],
-    clients: usize,
-    args: WatchLatencyArgs,
-) -> anyhow::Result<()> {
-    let out = fanout(
-        conns,
-        clients,
+pub async fn run_watch_latency(setup: &Setup, args: WatchLatencyArgs) -> anyhow::Result<()> {
+    let params = setup.params(&args);
+    let d = fanout(
+        setup,
         Fanout {
             watchers: args.watchers,
             streams: args.streams,
@@ -146,15 +170,14 @@ pub async fn run_watch_latency(
         },
     )
     .await?;
+    println!();
     println!(
         "Watch events: {} received of {} expected.",
-        out.received, out.expected
+        d.received, d.expected
     );
-    report::latency(
-        "Delivery latency (put sent to event received)",
-        &out.latency,
-    );
-    Ok(())
+    report::latency("Delivery latency (put sent to event received)", &d.latency);
+    d.outcome("watch-latency", params, args.put_total)
+        .publish(setup)
 }
 
 /// Key `k` of the watched keys, padded to `size`.
@@ -180,7 +203,8 @@ fn seq_of(value: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(value.get(..8)?.try_into().ok()?))
 }
 
-async fn fanout(conns: &[Client], clients: usize, f: Fanout) -> anyhow::Result<Outcome> {
+async fn fanout(setup: &Setup, f: Fanout) -> anyhow::Result<Delivery> {
+    let (conns, clients) = (&setup.conns, setup.clients);
     ensure!(
         f.val_size >= 8,
         "--val-size must be at least 8: the value carries the put's sequence number"
@@ -247,7 +271,7 @@ async fn fanout(conns: &[Client], clients: usize, f: Fanout) -> anyhow::Result<O
 
     let val_size = f.val_size;
     let put_sent = sent_at.clone();
-    let op = Arc::new(move |c: Client, i: u64| {
+    let op = Arc::new(move |c: Client, _w: usize, i: u64| {
         let req = PutRequest {
             key: keys[(i % nk) as usize].clone(),
             value: value_for(i, val_size),
@@ -260,7 +284,7 @@ async fn fanout(conns: &[Client], clients: usize, f: Fanout) -> anyhow::Result<O
         Box::pin(async move { c.put(req).await.map(|_| ()).map_err(|e| e.to_string()) }) as BoxFut
     });
     let put_start = Instant::now();
-    let puts = load::run(conns, clients, p, f.put_rate, op).await?;
+    let puts = load::run(setup, "watch puts", p, f.put_rate, op).await?;
     let rate = match f.put_rate {
         0 => "unlimited".to_string(),
         r => format!("{r}/s"),
@@ -286,12 +310,14 @@ async fn fanout(conns: &[Client], clients: usize, f: Fanout) -> anyhow::Result<O
 
     let deadline = tokio::time::Instant::now() + f.timeout;
     let mut latency = report::histogram();
+    let mut samples = Vec::new();
     let mut last = put_start;
     for task in tasks.iter_mut() {
         match tokio::time::timeout_at(deadline, task).await {
             Ok(joined) => {
-                let (h, done) = joined.context("watch receiver panicked")??;
+                let (h, s, done) = joined.context("watch receiver panicked")??;
                 latency.add(h)?;
+                samples.extend(s);
                 last = last.max(done);
             }
             Err(_) => {
@@ -321,24 +347,26 @@ async fn fanout(conns: &[Client], clients: usize, f: Fanout) -> anyhow::Result<O
             }
         }
     }
-    Ok(Outcome {
+    Ok(Delivery {
         received: progress.iter().map(|a| a.load(Ordering::Relaxed)).sum(),
         expected,
         elapsed: last.saturating_duration_since(put_start),
         latency,
+        samples,
     })
 }
 
 /// Reads one stream until each of its watchers got `expected[j]` events
 /// (watcher j is the j-th create of the stream). Returns the delivery
-/// latencies and when the last event arrived.
+/// latencies, each event's arrival (seconds after `base`) and latency, and
+/// when the last event arrived.
 async fn receive(
     mut stream: RawStream,
     expected: Vec<u64>,
     sent_at: Arc<Vec<AtomicU64>>,
     base: Instant,
     progress: Arc<AtomicU64>,
-) -> anyhow::Result<(Histogram<u64>, Instant)> {
+) -> anyhow::Result<(Histogram<u64>, Vec<Sample>, Instant)> {
     let index: HashMap<i64, usize> = stream
         .ids
         .iter()
@@ -348,6 +376,7 @@ async fn receive(
     let mut got = vec![0u64; expected.len()];
     let mut remaining: u64 = expected.iter().sum();
     let mut hist = report::histogram();
+    let mut samples = Vec::new();
     let mut last = Instant::now();
     while remaining > 0 {
         let resp = match stream.responses.message().await {
@@ -379,10 +408,12 @@ async fn receive(
                 .map(|a| a.load(Ordering::Acquire))
                 .filter(|&t| t > 0)
                 .ok_or_else(|| anyhow!("an event for put {seq}, which was never sent"))?;
-            report::record(
-                &mut hist,
-                now.saturating_duration_since(base + Duration::from_nanos(sent - 1)),
-            );
+            let took = now.saturating_duration_since(base + Duration::from_nanos(sent - 1));
+            report::record(&mut hist, took);
+            samples.push(Sample {
+                at: now.saturating_duration_since(base).as_secs_f64(),
+                us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            });
             got[j] += 1;
             ensure!(
                 got[j] <= expected[j],
@@ -395,7 +426,7 @@ async fn receive(
         }
         last = now;
     }
-    Ok((hist, last))
+    Ok((hist, samples, last))
 }
 
 #[cfg(test)]
