@@ -8,6 +8,7 @@
 //! This file is the command line; each load has its own module.
 
 mod chart;
+mod compare;
 mod json;
 mod lease;
 mod load;
@@ -49,6 +50,9 @@ enum Cmd {
     Watch(watch::WatchArgs),
     /// Puts at a fixed rate to one watched key: delivery latency.
     WatchLatency(watch::WatchLatencyArgs),
+    /// etcd and Setpoint side by side: rounds of fresh clusters, the same
+    /// loads, medians and ratios in a table and a Markdown report.
+    Compare(compare::CompareArgs),
 }
 
 #[tokio::main]
@@ -63,5 +67,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::LeaseKeepalive(args) => lease::run(&setup().await?, args).await,
         Cmd::Watch(args) => watch::run_watch(&setup().await?, args).await,
         Cmd::WatchLatency(args) => watch::run_watch_latency(&setup().await?, args).await,
+        Cmd::Compare(args) => compare::run(args).await,
     }
 }

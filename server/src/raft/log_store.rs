@@ -10,6 +10,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -28,6 +29,8 @@ const KEY_COMMITTED: &[u8] = b"committed";
 pub struct LogStore<E: Engine> {
     engine: Arc<E>,
     syncer: mpsc::Sender<IOFlushed<TypeConfig>>,
+    /// WAL fsyncs the syncer has done (see [`LogStore::wal_syncs`]).
+    syncs: Arc<AtomicU64>,
 }
 
 impl<E: Engine> Clone for LogStore<E> {
@@ -35,6 +38,7 @@ impl<E: Engine> Clone for LogStore<E> {
         LogStore {
             engine: self.engine.clone(),
             syncer: self.syncer.clone(),
+            syncs: self.syncs.clone(),
         }
     }
 }
@@ -53,10 +57,23 @@ impl<E: Engine> LogStore<E> {
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
         // The syncer holds the engine weakly: it must never keep a database open on its own.
         let sync_engine = Arc::downgrade(&engine);
+        let syncs = Arc::new(AtomicU64::new(0));
+        let sync_count = syncs.clone();
         std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || sync_loop(sync_engine, rx))?;
-        Ok(LogStore { engine, syncer: tx })
+            .spawn(move || sync_loop(sync_engine, rx, &sync_count))?;
+        Ok(LogStore {
+            engine,
+            syncer: tx,
+            syncs,
+        })
+    }
+
+    /// WAL fsyncs the group-commit syncer has done so far (failed ones included). Appends
+    /// flushed divided by this is the group-commit factor (appends per fsync), which
+    /// `benches/log_store.rs` reports. Synced vote writes and truncations are not counted.
+    pub fn wal_syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -90,14 +107,21 @@ impl<E: Engine> LogStore<E> {
 }
 
 /// Drains every pending append, fsyncs once, completes them all.
-fn sync_loop<E: Engine>(engine: std::sync::Weak<E>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+fn sync_loop<E: Engine>(
+    engine: std::sync::Weak<E>,
+    rx: mpsc::Receiver<IOFlushed<TypeConfig>>,
+    syncs: &AtomicU64,
+) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         while let Ok(more) = rx.try_recv() {
             waiting.push(more);
         }
         let result = match engine.upgrade() {
-            Some(engine) => engine.sync_wal(),
+            Some(engine) => {
+                syncs.fetch_add(1, Ordering::Relaxed);
+                engine.sync_wal()
+            }
             None => Err(crate::storage::StorageError::Closed),
         };
         if result.is_ok() {
