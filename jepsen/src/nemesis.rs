@@ -140,6 +140,13 @@ fn nemesis_op(kind: OpType, f: &str, value: serde_json::Value) -> Op {
     }
 }
 
+/// Starts member `t` again; a failure is logged (the final reads will show a member down).
+fn restart(cluster: &Cluster, t: usize) {
+    if let Err(e) = cluster.restart(t) {
+        tracing::warn!("restart of member {t} failed: {e:#}");
+    }
+}
+
 fn between(rng: &mut StdRng, (lo, hi): (Duration, Duration)) -> Duration {
     if hi <= lo {
         return lo;
@@ -178,27 +185,33 @@ impl Nemesis {
     /// Applies one fault; false if the cluster refused it.
     async fn apply(&mut self, fault: Fault, hold: Duration) -> bool {
         match fault {
-            Fault::Kill | Fault::Pause => {
+            Fault::Kill | Fault::Pause | Fault::LoseUnsynced => {
                 let (mode, targets) = self.targets().await;
                 let value = json!({"mode": mode, "targets": targets});
+                let mut lost = Vec::new();
                 self.window_start(fault, value.clone(), |c| {
                     for &t in &targets {
-                        if fault == Fault::Kill {
-                            c.kill(t);
-                        } else {
-                            c.signal_pause(t, true);
+                        match fault {
+                            Fault::Pause => c.signal_pause(t, true),
+                            Fault::LoseUnsynced => lost.push(match c.lose_unsynced(t) {
+                                Ok(l) => json!({"member": t, "files": l.files, "bytes": l.bytes}),
+                                Err(e) => json!({"member": t, "error": format!("{e:#}")}),
+                            }),
+                            _ => c.kill(t),
                         }
                     }
                 });
                 tokio::time::sleep(hold).await;
-                self.window_stop(fault, value, |c| {
+                let mut stop = value;
+                if fault == Fault::LoseUnsynced {
+                    stop["lost"] = json!(lost);
+                }
+                self.window_stop(fault, stop, |c| {
                     for &t in &targets {
-                        if fault == Fault::Kill {
-                            if let Err(e) = c.restart(t) {
-                                tracing::warn!("restart of member {t} failed: {e:#}");
-                            }
-                        } else {
+                        if fault == Fault::Pause {
                             c.signal_pause(t, false);
+                        } else {
+                            restart(c, t);
                         }
                     }
                 });
@@ -219,34 +232,6 @@ impl Nemesis {
             Fault::Compact => return self.compact().await,
             Fault::Defrag => return self.defrag().await,
             Fault::Crash => return self.crash(hold).await,
-            Fault::LoseUnsynced => {
-                let (mode, targets) = self.targets().await;
-                let mut lost = Vec::new();
-                let f = "start-lose-unsynced";
-                let value = json!({"mode": mode, "targets": targets});
-                self.recorder
-                    .record(nemesis_op(OpType::Invoke, f, value.clone()));
-                for &t in &targets {
-                    match self.cluster.lose_unsynced(t) {
-                        Ok(l) => {
-                            lost.push(json!({"member": t, "files": l.files, "bytes": l.bytes}))
-                        }
-                        Err(e) => lost.push(json!({"member": t, "error": format!("{e:#}")})),
-                    }
-                }
-                let mut value = value;
-                value["lost"] = json!(lost);
-                self.recorder
-                    .record(nemesis_op(OpType::Info, f, value.clone()));
-                tokio::time::sleep(hold).await;
-                self.window_stop(fault, value, |c| {
-                    for &t in &targets {
-                        if let Err(e) = c.restart(t) {
-                            tracing::warn!("restart of member {t} failed: {e:#}");
-                        }
-                    }
-                });
-            }
         }
         true
     }
@@ -320,9 +305,7 @@ impl Nemesis {
         fired.extend(stuck);
         self.window_stop(Fault::Crash, stop, |c| {
             for (t, _, _) in &fired {
-                if let Err(e) = c.restart(*t) {
-                    tracing::warn!("restart of member {t} after a crash failed: {e:#}");
-                }
+                restart(c, *t);
             }
         });
         true
@@ -525,9 +508,7 @@ impl Nemesis {
         for i in 0..self.cluster.size() {
             self.cluster.signal_pause(i, false);
             if !self.cluster.is_running(i) {
-                if let Err(e) = self.cluster.restart(i) {
-                    tracing::warn!("restart of member {i} failed: {e:#}");
-                }
+                restart(&self.cluster, i);
             }
         }
         self.recorder

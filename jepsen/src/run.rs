@@ -405,16 +405,12 @@ async fn crash_points(
 fn crash_summary(history: &[Op]) -> Value {
     let mut fired: BTreeMap<String, u64> = BTreeMap::new();
     let mut not_reached = 0;
-    for op in history.iter().filter(|o| {
-        o.process == crate::history::Process::NEMESIS
-            && o.f == "stop-crash"
-            && o.kind == OpType::Info
-    }) {
-        for f in op.value["fired"].as_array().into_iter().flatten() {
+    for value in nemesis_values(history, "stop-crash") {
+        for f in value["fired"].as_array().into_iter().flatten() {
             let point = f["point"].as_str().unwrap_or("?").to_string();
             *fired.entry(point).or_default() += 1;
         }
-        not_reached += op.value["not_reached"].as_array().map_or(0, Vec::len);
+        not_reached += value["not_reached"].as_array().map_or(0, Vec::len);
     }
     json!({"fired": fired, "not_reached": not_reached})
 }
@@ -422,19 +418,25 @@ fn crash_summary(history: &[Op]) -> Value {
 /// What the power losses threw away: faults, member losses, files and bytes.
 fn loss_summary(history: &[Op]) -> Value {
     let (mut faults, mut members, mut files, mut bytes) = (0u64, 0u64, 0u64, 0u64);
-    for op in history.iter().filter(|o| {
-        o.process == crate::history::Process::NEMESIS
-            && o.f == "start-lose-unsynced"
-            && o.kind == OpType::Info
-    }) {
+    for value in nemesis_values(history, "stop-lose-unsynced") {
         faults += 1;
-        for l in op.value["lost"].as_array().into_iter().flatten() {
+        for l in value["lost"].as_array().into_iter().flatten() {
             members += 1;
             files += l["files"].as_u64().unwrap_or(0);
             bytes += l["bytes"].as_u64().unwrap_or(0);
         }
     }
     json!({"faults": faults, "member_losses": members, "files": files, "bytes": bytes})
+}
+
+/// The values of the nemesis's completed (`info`) `f` ops.
+fn nemesis_values<'a>(history: &'a [Op], f: &'a str) -> impl Iterator<Item = &'a Value> {
+    history
+        .iter()
+        .filter(move |o| {
+            o.process == crate::history::Process::NEMESIS && o.f == f && o.kind == OpType::Info
+        })
+        .map(|o| &o.value)
 }
 
 /// The store's revision once writes have stopped, from any member that answers.

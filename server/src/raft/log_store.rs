@@ -1,13 +1,13 @@
 //! The Raft log and vote, kept in the storage engine.
 //!
-//! `append` writes a batch of entries to `Cf::RaftLog` (key: index, big-endian), fsyncs the
-//! WAL, and only then tells openraft the entries are flushed, so nothing is acknowledged before
-//! it is on disk. The fsync is done inline, on the caller's thread: openraft appends from one
-//! task, and every proposal that arrives while an fsync runs is handed over as one batch in the
-//! next append — that is the group commit (many client writes, one fsync), with no hand-off to
-//! another thread on the way (a syncer thread cost a wake-up each way, ~0.06–0.1 ms of a
-//! 0.6 ms single-client put here). The vote is written synchronously. This module knows nothing
-//! of what the entries mean.
+//! `append` writes a batch of entries to `Cf::RaftLog` (key: index, big-endian) in one synced
+//! write (WAL fsync included), and only then tells openraft the entries are flushed, so nothing
+//! is acknowledged before it is on disk. The fsync is done inline, on the caller's thread:
+//! openraft appends from one task, and every proposal that arrives while an fsync runs is
+//! handed over as one batch in the next append — that is the group commit (many client writes,
+//! one fsync), with no hand-off to another thread on the way (a syncer thread cost a wake-up
+//! each way, ~0.06–0.1 ms of a 0.6 ms single-client put here). The vote is written
+//! synchronously. This module knows nothing of what the entries mean.
 
 use std::fmt::Debug;
 use std::io;
@@ -175,9 +175,8 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
             batch.put(Cf::RaftLog, index_key(entry.index()).to_vec(), bytes);
         }
         fail::fail_point!("raftBeforeSave");
-        self.engine.write(batch, false).map_err(io_err)?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        let synced = self.engine.sync_wal().map_err(io_err);
+        let synced = self.engine.write(batch, true).map_err(io_err);
         if synced.is_ok() {
             fail::fail_point!("raftAfterSave");
         }
