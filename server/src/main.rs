@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use setpoint_server::config::{Config, ConfigError};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: under many clients glibc's free lists (`_int_malloc`,
+/// `unlink_chunk`, `malloc_consolidate`) took ~10% of the CPU of a 3-member write load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match Config::from_args(std::env::args()) {
         Ok(c) => c,

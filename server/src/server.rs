@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::mvcc::KvStore;
 use crate::raft::identity;
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{Network, MAX_PEER_MESSAGE};
+use crate::raft::network::{Network, MAX_PEER_MESSAGE, PEER_CONNECTION_WINDOW, PEER_STREAM_WINDOW};
 use crate::raft::peer_service::PeerService;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::Raft;
@@ -176,6 +176,8 @@ pub async fn run(
         tasks.push(tokio::spawn(
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
+                .initial_stream_window_size(PEER_STREAM_WINDOW)
+                .initial_connection_window_size(PEER_CONNECTION_WINDOW)
                 .add_service(svc)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
                     let _ = stop.wait_for(|s| *s).await;

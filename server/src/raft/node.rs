@@ -5,17 +5,22 @@
 //! leader's result comes back unchanged. Linearizable reads are batched: all reads that arrive
 //! while one read-index round is in flight share the next round (one quorum heartbeat for
 //! many reads), and a follower asks the leader for the read index, then waits until it has
-//! applied that far. This module does not interpret commands; `apply` does.
+//! applied that far. Both travel over one kept connection per peer (a connection per call cost
+//! a TCP and HTTP/2 handshake per forwarded write). This module does not interpret commands;
+//! `apply` does.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::rt::WatchReceiver;
 use openraft::ReadPolicy;
 use setpoint_proto::etcdserverpb::ResponseHeader;
+use setpoint_proto::setpointpb::peer_client::PeerClient;
 use setpoint_proto::setpointpb::{RaftPayload, ReadIndexRequest};
 use tokio::sync::{mpsc, oneshot};
+use tonic::transport::Channel;
 
 use super::network::{peer_channel, peer_client};
 use super::types::{Member, Raft};
@@ -40,6 +45,9 @@ pub struct RaftNode {
     pub cluster_id: u64,
     request_timeout: Duration,
     reads: mpsc::UnboundedSender<ReadWaiter>,
+    /// Channels to the members writes and read-index requests were sent to, with the peer URL
+    /// each was made for (a member re-added under another URL gets a new one).
+    peers: Mutex<HashMap<NodeId, (String, Channel)>>,
 }
 
 impl RaftNode {
@@ -51,6 +59,7 @@ impl RaftNode {
             cluster_id,
             request_timeout,
             reads: tx,
+            peers: Mutex::new(HashMap::new()),
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&node), rx));
         node
@@ -113,7 +122,7 @@ impl RaftNode {
                             // sees an election or another leader: the outcome is unknown (etcd's
                             // "leader changed") and the request is never sent again from here.
                             let forwarded = tokio::select! {
-                                r = self.forward(&node, &cmd) => r,
+                                r = self.forward(id, &node, &cmd) => r,
                                 r = self.leader_changed(id) => r.and(Err(Error::LeaderChanged)),
                             };
                             match forwarded {
@@ -149,10 +158,28 @@ impl RaftNode {
         }
     }
 
-    async fn forward(&self, leader: &Member, cmd: &Command) -> Result<ApplyResult> {
-        let channel = peer_channel(leader).map_err(Error::Internal)?;
+    /// A client on the kept channel to member `id` (made on first use; lazily connecting, and
+    /// reconnecting by itself after the peer restarts).
+    fn peer(&self, id: NodeId, member: &Member) -> Result<PeerClient<Channel>> {
+        let url = member.peer_urls.first().cloned().unwrap_or_default();
+        let mut peers = self
+            .peers
+            .lock()
+            .map_err(|_| Error::Internal("peer channel table poisoned".into()))?;
+        if let Some((known, channel)) = peers.get(&id) {
+            if *known == url {
+                return Ok(peer_client(channel.clone()));
+            }
+        }
+        let channel = peer_channel(member).map_err(Error::Internal)?;
+        peers.insert(id, (url, channel.clone()));
+        Ok(peer_client(channel))
+    }
+
+    async fn forward(&self, id: NodeId, leader: &Member, cmd: &Command) -> Result<ApplyResult> {
         let data = bincode::serialize(cmd).map_err(|e| Error::Internal(e.to_string()))?;
-        let reply = peer_client(channel)
+        let reply = self
+            .peer(id, leader)?
             .propose(RaftPayload { data })
             .await
             .map_err(|status| {
@@ -249,8 +276,8 @@ impl RaftNode {
             .find(|(id, _)| *id == leader)
             .map(|(_, m)| m)
             .ok_or(Error::NoLeader)?;
-        let channel = peer_channel(&member).map_err(Error::Internal)?;
-        let reply = peer_client(channel)
+        let reply = self
+            .peer(leader, &member)?
             .read_index(ReadIndexRequest {})
             .await
             .map_err(|_| Error::LeaderChanged)?;
