@@ -3,24 +3,15 @@
 //! openraft's requests are bincode-encoded into `RaftPayload` bytes; the peer's answer comes
 //! back the same way. Channels are made lazily per peer and reused; a call that does not
 //! answer within openraft's deadline is reported as unreachable so replication backs off.
-//! Replication to a follower is one bidirectional stream (`StreamAppend`): the leader sends
-//! each batch as soon as it is in its own log — while it is still being fsynced here — and
-//! does not wait for the follower's answer before sending the next (openraft's pipelined
-//! replication; the unary default sends one batch per round trip). The receiving side is
-//! `peer_service`. Nothing here interprets entries.
+//! The receiving side is `peer_service`. Nothing here interprets entries.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
@@ -39,12 +30,6 @@ pub const MAX_PEER_MESSAGE: usize = 1 << 30;
 /// an append of a large batch waited a round trip per 64 KiB for the receiver's window update.
 pub const PEER_STREAM_WINDOW: u32 = 8 << 20;
 pub const PEER_CONNECTION_WINDOW: u32 = 32 << 20;
-
-/// How long a replication stream may take to open, or to answer while batches are in flight,
-/// before the follower is reported unreachable (and the stream is opened again after a
-/// backoff). Longer than a heartbeat: a busy follower that answers late is not lost, and
-/// restarting its stream only costs a resend.
-const STREAM_PROGRESS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Makes a lazily connecting channel to a member's first peer URL.
 pub fn peer_channel(member: &Member) -> Result<Channel, String> {
@@ -92,31 +77,7 @@ pub struct PeerConnection {
 #[error("{0}")]
 struct PeerError(String);
 
-fn peer_unreachable(msg: String) -> RPCError<TypeConfig> {
-    RPCError::Unreachable(Unreachable::new(&PeerError(msg)))
-}
-
-/// A failed peer call as openraft sees it: `Unavailable` means the peer could not be reached.
-fn status_error(status: tonic::Status) -> RPCError<TypeConfig> {
-    if status.code() == tonic::Code::Unavailable {
-        RPCError::Unreachable(Unreachable::new(&status))
-    } else {
-        RPCError::Network(NetworkError::new(&status))
-    }
-}
-
-/// The last step before the leader sends entries to a follower (a crash point).
-fn before_leader_send(req: &AppendEntriesRequest<TypeConfig>) {
-    if !req.entries.is_empty() {
-        fail::fail_point!("raftBeforeLeaderSend");
-    }
-}
-
 impl PeerConnection {
-    fn client(&self) -> Result<PeerClient<Channel>, RPCError<TypeConfig>> {
-        self.client.clone().map_err(peer_unreachable)
-    }
-
     async fn call<Req, Resp, F, Fut>(
         &mut self,
         req: &Req,
@@ -129,14 +90,24 @@ impl PeerConnection {
         F: FnOnce(PeerClient<Channel>, RaftPayload) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
     {
-        let client = self.client()?;
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&PeerError(
+                    e.clone(),
+                ))))
+            }
+        };
         let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = match tokio::time::timeout(ttl, rpc(client, RaftPayload { data })).await {
             Err(_) => {
                 let msg = format!("peer {} did not answer in {:?}", self.target, ttl);
-                return Err(peer_unreachable(msg));
+                return Err(RPCError::Unreachable(Unreachable::new(&PeerError(msg))));
             }
-            Ok(Err(status)) => return Err(status_error(status)),
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                return Err(RPCError::Unreachable(Unreachable::new(&status)));
+            }
+            Ok(Err(status)) => return Err(RPCError::Network(NetworkError::new(&status))),
             Ok(Ok(reply)) => reply.into_inner(),
         };
         bincode::deserialize(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
@@ -151,91 +122,13 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        before_leader_send(&rpc);
+        if !rpc.entries.is_empty() {
+            fail::fail_point!("raftBeforeLeaderSend");
+        }
         self.call(&rpc, option.hard_ttl(), |mut c, p| async move {
             c.append_entries(p).await
         })
         .await
-    }
-
-    fn stream_append<'s, S>(
-        &'s mut self,
-        input: S,
-        _option: RPCOption,
-    ) -> BoxFuture<
-        's,
-        Result<
-            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
-            RPCError<TypeConfig>,
-        >,
-    >
-    where
-        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
-    {
-        let target = self.target;
-        let client = self.client();
-        Box::pin(async move {
-            let mut client = client?;
-            // Batches sent and not yet answered: the progress timeout applies only while some
-            // are; an idle stream (nothing new to replicate) may stay quiet for ever.
-            let in_flight = Arc::new(AtomicU64::new(0));
-            let sent = in_flight.clone();
-            let requests = input
-                .map(|req| {
-                    before_leader_send(&req);
-                    bincode::serialize(&req)
-                })
-                .take_while(|encoded| {
-                    if let Err(e) = encoded {
-                        tracing::error!("cannot encode an append for the replication stream: {e}");
-                    }
-                    futures::future::ready(encoded.is_ok())
-                })
-                .filter_map(move |encoded| {
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    futures::future::ready(encoded.ok().map(|data| RaftPayload { data }))
-                });
-            let opened =
-                tokio::time::timeout(STREAM_PROGRESS_TIMEOUT, client.stream_append(requests))
-                    .await
-                    .map_err(|_| {
-                        peer_unreachable(format!(
-                            "peer {target} did not open a replication stream in {STREAM_PROGRESS_TIMEOUT:?}"
-                        ))
-                    })?
-                    .map_err(status_error)?
-                    .into_inner();
-            let answers = futures::stream::unfold(Some(opened), move |state| {
-                let in_flight = in_flight.clone();
-                async move {
-                    let mut answers = state?;
-                    loop {
-                        let next =
-                            tokio::time::timeout(STREAM_PROGRESS_TIMEOUT, answers.message()).await;
-                        let item = match next {
-                            Err(_) if in_flight.load(Ordering::Relaxed) == 0 => continue,
-                            Err(_) => Err(peer_unreachable(format!(
-                                "peer {target} answered no append in {STREAM_PROGRESS_TIMEOUT:?}"
-                            ))),
-                            Ok(Ok(None)) => return None,
-                            Ok(Ok(Some(payload))) => {
-                                in_flight.fetch_sub(1, Ordering::Relaxed);
-                                bincode::deserialize::<StreamAppendResult<TypeConfig>>(
-                                    &payload.data,
-                                )
-                                .map_err(|e| RPCError::Network(NetworkError::new(&e)))
-                            }
-                            Ok(Err(status)) => Err(status_error(status)),
-                        };
-                        // The stream ends after its first error.
-                        let next_state = item.is_ok().then_some(answers);
-                        return Some((item, next_state));
-                    }
-                }
-            });
-            let answers: BoxStream<'s, _> = Box::pin(answers);
-            Ok(answers)
-        })
     }
 
     async fn vote(

@@ -6,15 +6,12 @@
 
 use std::sync::Arc;
 
-use futures::stream::BoxStream;
-use futures::StreamExt;
-use openraft::raft::AppendEntriesRequest;
 use setpoint_proto::setpointpb::peer_server::Peer;
 use setpoint_proto::setpointpb::{RaftPayload, ReadIndexRequest, ReadIndexResponse};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 use super::node::RaftNode;
-use super::types::{Snapshot, SnapshotMeta, TypeConfig, Vote};
+use super::types::{Snapshot, SnapshotMeta, Vote};
 use super::Command;
 use crate::error::Result;
 
@@ -40,37 +37,6 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Statu
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    type StreamAppendStream = BoxStream<'static, Result<RaftPayload, Status>>;
-
-    /// A leader's replication stream: each request goes to openraft as it arrives; answers go
-    /// back in the same order. A broken or undecodable request ends the stream (the leader
-    /// opens another one and resends what was not answered).
-    async fn stream_append(
-        &self,
-        req: Request<Streaming<RaftPayload>>,
-    ) -> Result<Response<Self::StreamAppendStream>, Status> {
-        let requests = req.into_inner().scan((), |_, item| {
-            let decoded = match item {
-                Ok(payload) => {
-                    bincode::deserialize::<AppendEntriesRequest<TypeConfig>>(&payload.data)
-                        .map_err(|e| tracing::warn!("undecodable append from the leader: {e}"))
-                        .ok()
-                }
-                Err(status) => {
-                    tracing::debug!(%status, "replication stream from the leader broke");
-                    None
-                }
-            };
-            futures::future::ready(decoded)
-        });
-        let answers = self.node.raft.stream_append(requests).map(|answer| {
-            let answer = answer.map_err(|fatal| Status::unavailable(fatal.to_string()))?;
-            let data = bincode::serialize(&answer).map_err(|e| Status::internal(e.to_string()))?;
-            Ok(RaftPayload { data })
-        });
-        Ok(Response::new(answers.boxed()))
-    }
-
     async fn append_entries(
         &self,
         req: Request<RaftPayload>,
