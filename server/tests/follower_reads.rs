@@ -1,9 +1,9 @@
 //! A follower's linearizable read asks the leader for a read index, and the leader confirms it
 //! still leads with a round of messages to the members; that round must be sent for the read,
-//! not ride on the next heartbeat. Three real members run with a heartbeat of 2 s: were reads
-//! to wait for heartbeats they would take up to 2 s each, and reads through a follower with a
-//! 1 s command timeout would fail. (How fast follower reads are under load is a benchmark's
-//! business: `setpoint-bench compare`'s `range-l-100c`.)
+//! not ride on the next heartbeat. Three real members run with a heartbeat of 2 s: a read that
+//! waited for heartbeats would take up to 2 s each, so reads through a follower with a 1 s
+//! command timeout all fail. (A pipelined replication stream once made reads wait exactly so,
+//! and no other test noticed.)
 
 mod common;
 
