@@ -21,39 +21,50 @@ fn write_keys(endpoints: &str, prefix: &str, range: std::ops::Range<usize>) -> V
     acked
 }
 
-/// Keys under `prefix` as member `i` has them (serializable: its own state).
-fn keys_on(cluster: &Cluster, i: usize, prefix: &str) -> Vec<String> {
+/// Keys under `prefix` as member `i` has them (serializable: its own state), or what etcdctl
+/// said when the member did not answer.
+fn keys_on(cluster: &Cluster, i: usize, prefix: &str) -> Result<Vec<String>, String> {
     let out = etcdctl(
         &cluster.members[i].endpoint(),
         &["get", prefix, "--prefix", "--keys-only", "--consistency=s"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_string)
-        .collect()
+        .collect())
 }
 
-/// Waits (bounded) until every member has the same keys under `prefix`, then returns them.
+/// Waits (bounded) until every member answers with the same keys under `prefix`, then returns
+/// them. A member that does not answer by the deadline fails the test with its log.
 fn converged(cluster: &Cluster, prefix: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let all: Vec<Vec<String>> = (0..cluster.members.len())
+        let all: Vec<Result<Vec<String>, String>> = (0..cluster.members.len())
             .map(|i| keys_on(cluster, i, prefix))
             .collect();
-        if all.windows(2).all(|w| w[0] == w[1]) {
-            return all[0].clone();
+        if let Ok(keys) = all.iter().cloned().collect::<Result<Vec<_>, _>>() {
+            if keys.windows(2).all(|w| w[0] == w[1]) {
+                return keys[0].clone();
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "members did not converge: {:?}",
-            all.iter().map(Vec::len).collect::<Vec<_>>()
-        );
+        if Instant::now() >= deadline {
+            let report: Vec<String> = all
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match r {
+                    Ok(keys) => format!("member {i}: {} keys", keys.len()),
+                    Err(e) => format!(
+                        "member {i} did not answer: {e}\n--- its log ---\n{}",
+                        cluster.members[i].log_text()
+                    ),
+                })
+                .collect();
+            panic!("members did not converge:\n{}", report.join("\n"));
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
