@@ -46,7 +46,8 @@ fn converged(cluster: &Cluster, prefix: &str) -> Vec<String> {
         let all: Vec<Result<Vec<String>, String>> = (0..cluster.members.len())
             .map(|i| keys_on(cluster, i, prefix))
             .collect();
-        if let Ok(keys) = all.iter().cloned().collect::<Result<Vec<_>, _>>() {
+        let answered: Option<Vec<&Vec<String>>> = all.iter().map(|r| r.as_ref().ok()).collect();
+        if let Some(keys) = answered {
             if keys.windows(2).all(|w| w[0] == w[1]) {
                 return keys[0].clone();
             }
