@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Ctx;
 use crate::error::Error;
 pub use crate::metrics::WatchMetrics;
-use stream::{Queued, WatchStream, OUTBOUND_RESPONSES};
+use stream::{WatchStream, OUTBOUND_BATCHES};
 
 /// Metadata key etcd clients set ("true") to have a watch fail when the member has no leader.
 const REQUIRE_LEADER_KEY: &str = "hasleader";
@@ -70,14 +70,14 @@ impl Watch for WatchService {
         if require_leader && self.ctx.node.status().leader.is_none() {
             return Err(Error::NoLeader.into());
         }
-        let (tx, rx) = mpsc::channel(OUTBOUND_RESPONSES);
+        let (tx, rx) = mpsc::channel(OUTBOUND_BATCHES);
         tokio::spawn(WatchStream::serve(
             self.ctx.clone(),
             tx,
             req.into_inner(),
             require_leader,
         ));
-        let out = ReceiverStream::new(rx).map(Queued::take);
+        let out = ReceiverStream::new(rx).flat_map(|q| futures::stream::iter(q.take()));
         Ok(Response::new(Box::pin(out)))
     }
 }

@@ -10,7 +10,12 @@
 //! order, each once, with no gaps, and all events of a revision in one response (split only
 //! into `fragment`s when the watcher allows it).
 //!
-//! Memory per stream is bounded: the hub's queue, at most [`OUTBOUND_RESPONSES`] responses
+//! Responses go to the transport in batches: what one step of the loop produced (a revision's
+//! response to each of its watchers, say), cut at [`OUTBOUND_BATCH_BYTES`]. The transport then
+//! encodes a whole batch into one write instead of waking for each response — with many
+//! watchers on a key, one write per response was most of the cost of a delivered event.
+//!
+//! Memory per stream is bounded: the hub's queue, at most [`OUTBOUND_BATCHES`] batches
 //! waiting for the client, and one catch-up batch of at most [`CATCHUP_BYTES`] (or one
 //! revision). A client that stops reading blocks only its own stream; the store never waits.
 
@@ -34,8 +39,11 @@ use crate::error::Error;
 use crate::mvcc::watchable::Lost;
 use crate::mvcc::{EventBatch, MvccError, Published, WatchHub, WatcherGroup};
 
-/// Responses queued for the client before the stream stops reading its queue.
-pub const OUTBOUND_RESPONSES: usize = 16;
+/// Batches of responses queued for the client before the stream stops reading its queue.
+pub const OUTBOUND_BATCHES: usize = 4;
+/// A batch is handed to the transport once its responses reach this size (and at the end of
+/// every step of the stream's loop, whatever its size).
+pub const OUTBOUND_BATCH_BYTES: usize = 64 * 1024;
 /// A catch-up batch stops after this many events or bytes (never inside a revision).
 const CATCHUP_EVENTS: usize = 1000;
 pub const CATCHUP_BYTES: usize = 1024 * 1024;
@@ -50,30 +58,35 @@ const NO_WATCH_ID: i64 = -1;
 
 pub type Outbound = mpsc::Sender<Queued>;
 
-/// A response waiting for the client, counted in the queued-bytes gauge until it is taken
+/// Responses waiting for the client, counted in the queued-bytes gauge until they are taken
 /// by the transport or dropped with the stream.
 pub struct Queued {
-    item: Result<WatchResponse, Status>,
+    items: Vec<Result<WatchResponse, Status>>,
     len: i64,
     gauge: prometheus::IntGauge,
 }
 
 impl Queued {
-    fn new(item: Result<WatchResponse, Status>, gauge: &prometheus::IntGauge) -> Self {
-        let len = item
-            .as_ref()
-            .map_or(0, |r| prost::Message::encoded_len(r) as i64);
-        gauge.add(len);
+    fn new(gauge: &prometheus::IntGauge) -> Self {
         Queued {
-            item,
-            len,
+            items: Vec::new(),
+            len: 0,
             gauge: gauge.clone(),
         }
     }
 
-    /// The response, for the transport.
-    pub fn take(mut self) -> Result<WatchResponse, Status> {
-        std::mem::replace(&mut self.item, Err(Status::cancelled("taken")))
+    fn push(&mut self, item: Result<WatchResponse, Status>) {
+        let len = item
+            .as_ref()
+            .map_or(0, |r| prost::Message::encoded_len(r) as i64);
+        self.gauge.add(len);
+        self.len += len;
+        self.items.push(item);
+    }
+
+    /// The responses, in order, for the transport.
+    pub fn take(mut self) -> Vec<Result<WatchResponse, Status>> {
+        std::mem::take(&mut self.items)
     }
 }
 
@@ -96,6 +109,8 @@ pub struct WatchStream {
     ctx: Ctx,
     metrics: WatchMetrics,
     out: Outbound,
+    /// Responses not yet handed to the transport (see the module doc).
+    batch: Queued,
     hub: Arc<WatchHub>,
     stream_id: u64,
     lost: Arc<Lost>,
@@ -125,6 +140,7 @@ impl WatchStream {
         metrics.streams.inc();
         let stream = WatchStream {
             ctx,
+            batch: Queued::new(&metrics.queued_bytes),
             metrics,
             out,
             hub,
@@ -200,21 +216,37 @@ impl WatchStream {
                 Ok(()) => self.answer_progress_requests(queue).await,
                 e => e,
             };
+            let step = match step {
+                Ok(()) => self.flush().await,
+                e => e,
+            };
             if let Err(end) = step {
                 break end;
             }
         };
         if let End::Fail(status) = end {
-            let _ = self
-                .out
-                .send(Queued::new(Err(status), &self.metrics.queued_bytes))
-                .await;
+            // What was produced before the failure goes out first.
+            self.batch.push(Err(status));
+            let _ = self.flush().await;
         }
     }
 
-    async fn send(&self, resp: WatchResponse) -> Step {
-        let queued = Queued::new(Ok(resp), &self.metrics.queued_bytes);
-        self.out.send(queued).await.map_err(|_| End::ClientGone)
+    /// Adds `resp` to the batch; hands the batch over once it is large enough.
+    async fn send(&mut self, resp: WatchResponse) -> Step {
+        self.batch.push(Ok(resp));
+        if self.batch.len >= OUTBOUND_BATCH_BYTES as i64 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the batch, if any, to the transport (waiting while the client is behind).
+    async fn flush(&mut self) -> Step {
+        if self.batch.items.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.batch, Queued::new(&self.metrics.queued_bytes));
+        self.out.send(full).await.map_err(|_| End::ClientGone)
     }
 
     fn header(&self, revision: i64) -> Option<ResponseHeader> {
@@ -294,7 +326,13 @@ impl WatchStream {
                 return Ok(());
             };
             let wanted = wanted_from(w, &batch);
-            self.deliver(id, wanted, batch.through).await?;
+            self.deliver(
+                id,
+                wanted,
+                batch.through,
+                self.ctx.node.header(batch.through),
+            )
+            .await?;
         }
         if let Some(w) = self.watchers.get_mut(&id) {
             w.synced = true;
@@ -371,24 +409,35 @@ impl WatchStream {
     /// A queued revision: its events go to the synced watchers that want them.
     async fn on_published(&mut self, p: &Published) -> Step {
         let rev = p.revision;
-        // Which events each watcher wants, as indices; copies are made one watcher at a time
-        // so a stream never holds more than one response's worth.
-        let mut per_watcher: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        // (watcher, event index) for every event a synced watcher wants, then grouped by
+        // watcher; copies are made one watcher at a time so a stream never holds more than
+        // one response's worth.
+        let mut wanted: Vec<(i64, usize)> = Vec::new();
         for (i, e) in p.events.iter().enumerate() {
             let Some(kv) = &e.kv else { continue };
-            let mut ids = Vec::new();
-            self.synced.for_each_covering(&kv.key, |id| ids.push(id));
-            for id in ids {
-                if let Some(w) = self.watchers.get(&id) {
-                    if w.synced && rev >= w.next_rev && w.wants(e) {
-                        per_watcher.entry(id).or_default().push(i);
-                    }
+            let watchers = &self.watchers;
+            self.synced.for_each_covering(&kv.key, |id| {
+                if watchers
+                    .get(&id)
+                    .is_some_and(|w| w.synced && rev >= w.next_rev && w.wants(e))
+                {
+                    wanted.push((id, i));
                 }
-            }
+            });
         }
-        for (id, indices) in per_watcher {
-            let events = indices.iter().map(|&i| p.events[i].clone()).collect();
-            self.deliver(id, events, rev).await?;
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        // Stable: each watcher's events stay in revision order.
+        wanted.sort_by_key(|&(id, _)| id);
+        let header = self.ctx.node.header(rev);
+        let mut rest = wanted.as_slice();
+        while let Some(&(id, _)) = rest.first() {
+            let n = rest.iter().take_while(|(w, _)| *w == id).count();
+            let (mine, more) = rest.split_at(n);
+            rest = more;
+            let events = mine.iter().map(|&(_, i)| p.events[i].clone()).collect();
+            self.deliver(id, events, rev, header).await?;
         }
         Ok(())
     }
@@ -423,7 +472,13 @@ impl WatchStream {
             };
             if w.next_rev <= batch.through {
                 let wanted = wanted_from(w, &batch);
-                self.deliver(id, wanted, batch.through).await?;
+                self.deliver(
+                    id,
+                    wanted,
+                    batch.through,
+                    self.ctx.node.header(batch.through),
+                )
+                .await?;
             }
             let next = self.watchers.get(&id).map(|w| w.next_rev);
             self.try_sync(id, next).await?;
@@ -432,8 +487,15 @@ impl WatchStream {
     }
 
     /// Sends `events` (all of revisions up to `through`) to watcher `id` and moves it past
-    /// `through`. Adds `prev_kv` when asked, and fragments when asked and needed.
-    async fn deliver(&mut self, id: i64, mut events: Vec<Event>, through: i64) -> Step {
+    /// `through`, with `header` (for `through`). Adds `prev_kv` when asked, and fragments
+    /// when asked and needed.
+    async fn deliver(
+        &mut self,
+        id: i64,
+        mut events: Vec<Event>,
+        through: i64,
+        header: ResponseHeader,
+    ) -> Step {
         let Some(w) = self.watchers.get_mut(&id) else {
             return Ok(());
         };
@@ -453,7 +515,7 @@ impl WatchStream {
         }
         self.metrics.events_sent.inc_by(events.len() as u64);
         let resp = WatchResponse {
-            header: self.header(through),
+            header: Some(header),
             watch_id: id,
             events,
             ..Default::default()
@@ -558,11 +620,14 @@ impl WatchStream {
         // newest revision before draining so the answer can promise it when it can.
         let published = self.hub.published();
         self.drain(queue).await?;
-        let behind = |rev: i64| {
-            self.watchers
-                .values()
-                .any(|w| !w.synced && w.next_rev <= rev)
-        };
+        // Whether a watcher still catching up has not been sent `rev` yet.
+        let lowest_unsynced = self
+            .watchers
+            .values()
+            .filter(|w| !w.synced)
+            .map(|w| w.next_rev)
+            .min();
+        let behind = |rev: i64| lowest_unsynced.is_some_and(|next| next <= rev);
         while let Some(&rev) = self.progress_waits.front() {
             if behind(rev) {
                 break;
