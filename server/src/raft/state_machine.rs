@@ -80,6 +80,19 @@ impl<E: Engine> RaftSnapshotBuilder<TypeConfig> for StateMachine<E> {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        // Reading the whole store and writing the file takes seconds on a large store: on a
+        // blocking thread, not on one of the runtime's workers (with 2 of them, every client
+        // request queued behind that worker waited it out — multi-second tail latencies).
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.build_snapshot_now())
+            .await
+            .map_err(io_err)?
+    }
+}
+
+impl<E: Engine> StateMachine<E> {
+    /// Builds, saves and returns a snapshot of what is applied now (blocking).
+    fn build_snapshot_now(&self) -> Result<Snapshot, io::Error> {
         // Whatever the snapshot covers must be durable before the log behind it is purged.
         self.engine.sync_wal().map_err(io_err)?;
         let view = self.engine.snapshot();
