@@ -67,12 +67,17 @@ impl<E: Engine> StateMachine<E> {
         }
     }
 
-    /// Replaces the current snapshot file atomically (write, fsync, rename).
+    /// Replaces the current snapshot file atomically (write, fsync, rename, fsync of the
+    /// directory so the rename itself survives a crash).
     fn save_snapshot_bytes(&self, bytes: &[u8]) -> io::Result<()> {
         let tmp = self.snapshot_path.with_extension("tmp");
         std::fs::write(&tmp, bytes)?;
         std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &self.snapshot_path)
+        std::fs::rename(&tmp, &self.snapshot_path)?;
+        match self.snapshot_path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+            _ => Ok(()),
+        }
     }
 }
 

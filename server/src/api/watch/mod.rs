@@ -77,7 +77,7 @@ impl Watch for WatchService {
             req.into_inner(),
             require_leader,
         ));
-        let out = ReceiverStream::new(rx).flat_map(|q| futures::stream::iter(q.take()));
+        let out = ReceiverStream::new(rx).flat_map(futures::stream::iter);
         Ok(Response::new(Box::pin(out)))
     }
 }

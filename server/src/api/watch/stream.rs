@@ -16,7 +16,8 @@
 //! watchers on a key, one write per response was most of the cost of a delivered event.
 //!
 //! Memory per stream is bounded: the hub's queue, at most [`OUTBOUND_BATCHES`] batches
-//! waiting for the client, and one catch-up batch of at most [`CATCHUP_BYTES`] (or one
+//! waiting for the client (plus the one the transport is taking responses from and the one
+//! being filled), and one catch-up batch of at most [`CATCHUP_BYTES`] (or one
 //! revision). A client that stops reading blocks only its own stream; the store never waits.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -58,10 +59,11 @@ const NO_WATCH_ID: i64 = -1;
 
 pub type Outbound = mpsc::Sender<Queued>;
 
-/// Responses waiting for the client, counted in the queued-bytes gauge until they are taken
-/// by the transport or dropped with the stream.
+/// Responses waiting for the client, each counted in the queued-bytes gauge until the
+/// transport takes it (or the batch is dropped with the stream).
 pub struct Queued {
-    items: Vec<Result<WatchResponse, Status>>,
+    /// Each response with its encoded size, in order.
+    items: std::collections::VecDeque<(Result<WatchResponse, Status>, i64)>,
     len: i64,
     gauge: prometheus::IntGauge,
 }
@@ -69,7 +71,7 @@ pub struct Queued {
 impl Queued {
     fn new(gauge: &prometheus::IntGauge) -> Self {
         Queued {
-            items: Vec::new(),
+            items: VecDeque::new(),
             len: 0,
             gauge: gauge.clone(),
         }
@@ -81,12 +83,19 @@ impl Queued {
             .map_or(0, |r| prost::Message::encoded_len(r) as i64);
         self.gauge.add(len);
         self.len += len;
-        self.items.push(item);
+        self.items.push_back((item, len));
     }
+}
 
-    /// The responses, in order, for the transport.
-    pub fn take(mut self) -> Vec<Result<WatchResponse, Status>> {
-        std::mem::take(&mut self.items)
+/// The transport takes a batch's responses one at a time, in order.
+impl Iterator for Queued {
+    type Item = Result<WatchResponse, Status>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (item, len) = self.items.pop_front()?;
+        self.gauge.sub(len);
+        self.len -= len;
+        Some(item)
     }
 }
 
