@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const FAULT: Duration = Duration::from_secs(8);
 
 async fn follower_serves_while_leader_blackholed(binary: &Path) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::RunDir::new();
     let cluster = Cluster::start(ClusterSpec {
         binary: binary.to_path_buf(),
         nodes: 3,

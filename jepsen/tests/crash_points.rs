@@ -10,7 +10,7 @@ use common::{explain, jepsen, setpoint_bin, setpoint_failpoints_bin};
 
 #[test]
 fn setpoint_survives_its_crash_points() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::RunDir::new();
     let bin = setpoint_failpoints_bin();
     let (out, results) = jepsen(
         dir.path(),
@@ -58,7 +58,7 @@ fn setpoint_survives_its_crash_points() {
 
 #[test]
 fn crash_without_failpoints_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::RunDir::new();
     let bin = setpoint_bin();
     let (out, results) = jepsen(
         dir.path(),

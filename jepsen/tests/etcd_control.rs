@@ -10,7 +10,7 @@ fn etcd_under_faults_is_valid() {
     let Some(etcd) = etcd_bin() else {
         panic!("etcd is not installed (Debian etcd-server); scripts/setup.sh installs it");
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::RunDir::new();
     let (out, results) = jepsen(
         dir.path(),
         &[

@@ -34,7 +34,7 @@ fn power_loss_run(
 
 #[test]
 fn setpoint_loses_nothing_acknowledged_at_power_loss() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::RunDir::new();
     let (out, results) = power_loss_run(
         dir.path(),
         &[
@@ -60,7 +60,7 @@ fn setpoint_loses_nothing_acknowledged_at_power_loss() {
 
 #[test]
 fn without_fsync_a_power_loss_loses_acknowledged_writes() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::RunDir::new();
     let (out, results) = power_loss_run(
         dir.path(),
         &[

@@ -8,7 +8,7 @@ use common::{explain, jepsen, setpoint_bin};
 
 #[test]
 fn setpoint_under_all_faults_is_valid() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::RunDir::new();
     let bin = setpoint_bin();
     let (out, results) = jepsen(
         dir.path(),

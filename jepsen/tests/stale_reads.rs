@@ -8,7 +8,7 @@ use common::{explain, jepsen, setpoint_bin};
 
 #[test]
 fn serializable_reads_from_a_partitioned_minority_are_not_linearizable() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::RunDir::new();
     let bin = setpoint_bin();
     let (out, results) = jepsen(
         dir.path(),

@@ -43,6 +43,30 @@ pub fn etcd_bin() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// A run's output directory: removed when the test passes, kept (and its path printed) when
+/// the test panics, so a failed run's history, members' logs and data can be read afterwards.
+pub struct RunDir(Option<tempfile::TempDir>);
+
+impl RunDir {
+    pub fn new() -> Self {
+        RunDir(Some(tempfile::tempdir().expect("tempdir")))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("run dir is held until drop").path()
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.0.take() {
+                eprintln!("the failed run is kept in {}", dir.keep().display());
+            }
+        }
+    }
+}
+
 /// Runs `setpoint-jepsen test` with `args` plus `--out dir`; returns its output and
 /// `results.json`.
 pub fn jepsen(dir: &Path, args: &[&str]) -> (Output, serde_json::Value) {
