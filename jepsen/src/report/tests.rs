@@ -1,6 +1,9 @@
 //! Tests of `report`: known-good and known-bad inputs, each able to fail.
 
+use super::charts::{MAX_POINTS, SHADE_ALPHA};
+use super::html::percentile;
 use super::*;
+use crate::history::Process;
 use serde_json::json;
 
 const S: u64 = 1_000_000_000;
