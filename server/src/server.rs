@@ -122,6 +122,13 @@ pub async fn run(
         election_timeout_max: election_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
         max_in_snapshot_log_to_keep: SNAPSHOT_CATCHUP_ENTRIES.min(config.snapshot_count),
+        // A leader that restarts must not take up its old term again. Only the log is fsynced;
+        // the committed index and the applies are not, so after a power loss it comes back with
+        // both behind what it acknowledged, and as a restored leader it would hand out that
+        // stale commit index as the read index (a power-loss jepsen run read values older than
+        // acknowledged writes). As in etcd, a restarted member starts as a follower and a new
+        // election's no-op entry re-establishes the commit index.
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
