@@ -85,11 +85,19 @@ pub async fn run(
     let compactor = Compactor::start(kv.clone())?;
     let applier = Arc::new(Applier::new(engine.clone(), kv.clone(), compactor.clone()));
     let log_store = LogStore::new(engine.clone())?;
-    let state_machine = StateMachine::new(
+    // Snapshots were once one serialized file; a member upgraded from then rebuilds them.
+    match std::fs::remove_file(config.data_dir.join("snapshot.bin")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).context("remove the old snapshot file")
+        }
+        _ => {}
+    }
+    let state_machine = StateMachine::open(
         engine.clone(),
         applier.clone(),
-        config.data_dir.join("snapshot.bin"),
-    );
+        &config.data_dir.join("snap"),
+    )
+    .context("open snapshots")?;
 
     let token = &config.cluster_token;
     let members: BTreeMap<NodeId, Member> = config

@@ -2,7 +2,8 @@
 //!
 //! `types` declares what travels through the Raft log (`Command`) and what applying it
 //! answers (`ApplyResult`); `log_store` keeps the log and vote in the storage engine with
-//! group commit; `state_machine` adapts `apply` and snapshots to openraft; `network` and
+//! group commit; `state_machine` adapts `apply` and snapshots to openraft, `snapshot` keeps those
+//! as engine checkpoints; `network` and
 //! `peer_service` carry Raft traffic between members over our gRPC peer service; `node`
 //! is the handle the API layer uses (propose, linearizable read index, leader, members).
 //! Nothing outside this module names openraft types directly, except through these.
@@ -12,6 +13,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod peer_service;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 

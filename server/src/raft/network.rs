@@ -115,7 +115,7 @@ impl PeerConnection {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerConnection {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = super::snapshot::SnapshotData;
 
     async fn append_entries(
         &mut self,
@@ -149,7 +149,14 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let req = (vote, snapshot.meta, snapshot.snapshot);
+        // Reading a checkpoint's rows is disk work: off the runtime's workers.
+        let meta = snapshot.meta.clone();
+        let data = snapshot.snapshot;
+        let bytes = tokio::task::spawn_blocking(move || data.to_bytes(&meta))
+            .await
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let req = (vote, snapshot.meta, bytes);
         // A snapshot may be large; give it far longer than a heartbeat.
         self.call(&req, Duration::from_secs(300), |mut c, p| async move {
             c.install_snapshot(p).await

@@ -11,6 +11,7 @@ use setpoint_proto::setpointpb::{RaftPayload, ReadIndexRequest, ReadIndexRespons
 use tonic::{Request, Response, Status};
 
 use super::node::RaftNode;
+use super::snapshot::SnapshotData;
 use super::types::{Snapshot, SnapshotMeta, Vote};
 use super::Command;
 use crate::error::Result;
@@ -74,7 +75,7 @@ impl Peer for PeerService {
                 vote,
                 Snapshot {
                     meta,
-                    snapshot: data,
+                    snapshot: SnapshotData::Received(data),
                 },
             )
             .await

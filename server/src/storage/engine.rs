@@ -7,6 +7,7 @@
 //! all of a batch or none of it. Keys and values are opaque bytes ordered bytewise.
 
 use std::fmt;
+use std::path::Path;
 
 /// Errors from the storage engine. Anything here means the disk or the engine failed (or the
 /// data directory is not ours); callers treat it as fatal for the operation.
@@ -272,4 +273,15 @@ pub trait Engine: ReadView + Send + Sync + 'static {
 
     /// Bytes the engine occupies on disk (etcd's Status.dbSize).
     fn size_on_disk(&self) -> u64;
+
+    /// A read-only copy of the engine written by [`Engine::checkpoint`].
+    type Checkpoint: ReadView + Send + Sync + 'static;
+
+    /// Writes a consistent copy of the whole engine as it is now into `dir` (which must not
+    /// exist), durably: it survives a crash once this returns. Cheap where the engine can
+    /// share its immutable files (RocksDB hard-links them) rather than copy them.
+    fn checkpoint(&self, dir: &Path) -> Result<()>;
+
+    /// Opens a copy written by [`Engine::checkpoint`] for reading.
+    fn open_checkpoint(dir: &Path) -> Result<Self::Checkpoint>;
 }

@@ -2,17 +2,22 @@
 //!
 //! The maps are copy-on-write behind an `Arc`, so a snapshot or cursor is an `Arc` clone that
 //! later writes never disturb (a write after a snapshot copies the maps once). Nothing is
-//! persisted; `sync_wal` and `flush` do nothing. Not for production: every write may copy the
-//! whole data set while a snapshot is alive.
+//! persisted but checkpoints (one file, for tests of snapshots); `sync_wal` and `flush` do
+//! nothing. Not for production: every write may copy the whole data set while a snapshot is
+//! alive.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use super::engine::{Cf, Cursor, Engine, ReadView, Result, WriteBatch, WriteOp};
 
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 type Tables = [Table; 5];
+
+/// The file a checkpoint of the in-memory engine is written to.
+const CHECKPOINT_FILE: &str = "tables.bin";
 
 /// The in-memory engine.
 #[derive(Default)]
@@ -149,6 +154,24 @@ impl Engine for MemoryEngine {
             .flat_map(|t| t.iter())
             .map(|(k, v)| (k.len() + v.len()) as u64)
             .sum()
+    }
+
+    type Checkpoint = MemorySnapshot;
+
+    /// The tables, serialized into one file in `dir` (tests only: nothing here is fast).
+    fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let bytes = bincode::serialize(&*self.current()).map_err(std::io::Error::other)?;
+        std::fs::create_dir(dir)?;
+        std::fs::write(dir.join(CHECKPOINT_FILE), bytes)?;
+        Ok(())
+    }
+
+    fn open_checkpoint(dir: &Path) -> Result<MemorySnapshot> {
+        let bytes = std::fs::read(dir.join(CHECKPOINT_FILE))?;
+        let tables: Tables = bincode::deserialize(&bytes).map_err(std::io::Error::other)?;
+        Ok(MemorySnapshot {
+            tables: Arc::new(tables),
+        })
     }
 }
 
