@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Snapshot, SnapshotMeta};
+use super::types::{LogId, Snapshot, SnapshotMeta};
 use crate::storage::{Cf, Engine, ReadView};
 
 /// The column families a snapshot carries: everything `apply` writes.
@@ -101,21 +101,39 @@ struct Checkpoint<E> {
 }
 
 impl<E> Checkpoint<E> {
+    /// A checkpoint that is deleted when dropped unless it becomes current first.
     fn new(dir: PathBuf) -> Self {
         Checkpoint {
             dir,
-            obsolete: AtomicBool::new(false),
+            obsolete: AtomicBool::new(true),
             engine: PhantomData,
         }
+    }
+
+    /// The current snapshot's checkpoint, kept when dropped.
+    fn kept(dir: PathBuf) -> Self {
+        let checkpoint = Self::new(dir);
+        checkpoint.obsolete.store(false, Ordering::Release);
+        checkpoint
     }
 }
 
 impl<E> Drop for Checkpoint<E> {
     fn drop(&mut self) {
-        if self.obsolete.load(Ordering::Acquire) {
-            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "removing an old snapshot");
+        if !self.obsolete.load(Ordering::Acquire) {
+            return;
+        }
+        let dir = std::mem::take(&mut self.dir);
+        let remove = move || {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing an old snapshot");
             }
+        };
+        // Removing a checkpoint whose files the live store has compacted away frees them:
+        // disk work, so never on a runtime worker.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 }
@@ -159,13 +177,17 @@ impl<E: Engine> SnapshotStore<E> {
             Ok(bytes) => {
                 let c: Current = bincode::deserialize(&bytes).map_err(io_err)?;
                 let path = dir.join(&c.checkpoint);
-                if !path.is_dir() {
-                    return Err(io_err(format!(
-                        "snapshot record names {}, which is missing",
-                        path.display()
-                    )));
+                if path.is_dir() {
+                    Some((c.meta, c.checkpoint))
+                } else {
+                    // The store is durably at or past any snapshot it recorded, so going on
+                    // without one is safe: openraft takes a new one if the log was purged.
+                    tracing::warn!(
+                        checkpoint = %path.display(),
+                        "the recorded snapshot is missing; starting without one"
+                    );
+                    None
                 }
-                Some((c.meta, c.checkpoint))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
@@ -188,7 +210,7 @@ impl<E: Engine> SnapshotStore<E> {
             .map_or(0, |d| d.as_nanos() as u64);
         Ok(SnapshotStore {
             current: Mutex::new(
-                current.map(|(meta, name)| (meta, Arc::new(Checkpoint::new(dir.join(name))))),
+                current.map(|(meta, name)| (meta, Arc::new(Checkpoint::kept(dir.join(name))))),
             ),
             dir: dir.to_path_buf(),
             taking: Mutex::new(()),
@@ -233,19 +255,22 @@ impl<E: Engine> SnapshotStore<E> {
     }
 
     /// Makes `checkpoint` current if it is newer than the current one; whichever loses is
-    /// deleted once dropped everywhere.
+    /// deleted once dropped everywhere. Called with `taking` held, so records never race;
+    /// `current` is locked only to compare and to swap, never across disk work.
     fn record(
         &self,
         meta: SnapshotMeta,
         checkpoint: Arc<Checkpoint<E>>,
         name: &str,
     ) -> std::io::Result<()> {
-        let mut current = self.current.lock().map_err(|_| io_err("snapshot lock"))?;
-        if let Some((known, _)) = current.as_ref() {
-            if known.last_log_id > meta.last_log_id {
-                checkpoint.obsolete.store(true, Ordering::Release);
-                return Ok(());
-            }
+        let newest = self
+            .current
+            .lock()
+            .map_err(|_| io_err("snapshot lock"))?
+            .as_ref()
+            .is_none_or(|(known, _)| known.last_log_id <= meta.last_log_id);
+        if !newest {
+            return Ok(());
         }
         let record = bincode::serialize(&Current {
             meta: meta.clone(),
@@ -259,10 +284,22 @@ impl<E: Engine> SnapshotStore<E> {
         std::fs::rename(&tmp, self.dir.join(CURRENT))?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         fail::fail_point!("raftAfterSaveSnap");
-        if let Some((_, old)) = current.replace((meta, checkpoint)) {
+        checkpoint.obsolete.store(false, Ordering::Release);
+        let old = self
+            .current
+            .lock()
+            .map_err(|_| io_err("snapshot lock"))?
+            .replace((meta, checkpoint));
+        if let Some((_, old)) = old {
             old.obsolete.store(true, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// The last log id of the current snapshot, if any.
+    pub fn current_log_id(&self) -> std::io::Result<Option<LogId>> {
+        let current = self.current.lock().map_err(|_| io_err("snapshot lock"))?;
+        Ok(current.as_ref().and_then(|(meta, _)| meta.last_log_id))
     }
 }
 

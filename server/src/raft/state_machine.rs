@@ -42,13 +42,25 @@ impl<E: Engine> Clone for StateMachine<E> {
 }
 
 impl<E: Engine> StateMachine<E> {
-    /// The state machine over `engine`, keeping its snapshots in `snapshot_dir`.
+    /// The state machine over `engine`, keeping its snapshots in `snapshot_dir` (blocking).
+    ///
+    /// If the store has applied past its recorded snapshot — a crash between installing a
+    /// snapshot from the leader and recording it leaves exactly that, with the log behind the
+    /// store, and openraft would purge the log past the snapshot it is told of — a snapshot of
+    /// the store is taken first.
     pub fn open(engine: Arc<E>, applier: Arc<Applier<E>>, snapshot_dir: &Path) -> io::Result<Self> {
-        Ok(StateMachine {
+        let sm = StateMachine {
             engine,
             applier,
             snapshots: Arc::new(SnapshotStore::open(snapshot_dir)?),
-        })
+        };
+        let (applied, _) = sm.applier.applied_state().map_err(io_err)?;
+        if let Some(recorded) = sm.snapshots.current_log_id()? {
+            if applied > Some(recorded) {
+                sm.take_snapshot()?;
+            }
+        }
+        Ok(sm)
     }
 
     /// Takes a snapshot of what is applied now (blocking).
@@ -156,5 +168,54 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         self.snapshots.current()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+
+    use super::*;
+    use crate::apply::Compactor;
+    use crate::mvcc::KvStore;
+    use crate::raft::types::Entry;
+    use crate::storage::RocksEngine;
+
+    fn open(dir: &Path) -> StateMachine<RocksEngine> {
+        let engine = Arc::new(RocksEngine::open(&dir.join("db")).expect("engine"));
+        let kv = Arc::new(KvStore::open(engine.clone()).expect("kv"));
+        let compactor = Compactor::start(kv.clone()).expect("compactor");
+        let applier = Arc::new(Applier::new(engine.clone(), kv, compactor));
+        StateMachine::open(engine, applier, &dir.join("snap")).expect("state machine")
+    }
+
+    fn apply_blank(sm: &StateMachine<RocksEngine>, index: u64) -> LogId {
+        let log_id = openraft::testing::log_id::<TypeConfig>(1, 1, index);
+        sm.applier.apply(&Entry::new_blank(log_id)).expect("apply");
+        log_id
+    }
+
+    /// Installing a snapshot from the leader makes the store durable first and records the
+    /// snapshot after; a crash in between leaves the store ahead of its recorded snapshot
+    /// (and the log, which openraft then purges up to the store). Reopening must record a
+    /// snapshot of the store before openraft sees it.
+    #[test]
+    fn a_store_ahead_of_its_recorded_snapshot_is_snapshotted_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(dir.path());
+        let first = apply_blank(&sm, 1);
+        assert_eq!(
+            sm.take_snapshot().expect("snapshot").meta.last_log_id,
+            Some(first)
+        );
+        let second = apply_blank(&sm, 2);
+        sm.engine.sync_wal().expect("sync");
+        drop(sm);
+
+        let sm = open(dir.path());
+        assert_eq!(
+            sm.snapshots.current_log_id().expect("current"),
+            Some(second)
+        );
     }
 }
