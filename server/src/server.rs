@@ -141,7 +141,10 @@ pub async fn run(
     }
     .validate()
     .context("raft configuration")?;
-    let raft = Raft::new(id, Arc::new(raft_config), Network, log_store, state_machine)
+    let network = Network {
+        append_timeout: config.election_timeout,
+    };
+    let raft = Raft::new(id, Arc::new(raft_config), network, log_store, state_machine)
         .await
         .context("start raft")?;
     if !config.existing_cluster && !raft.is_initialized().await.context("raft state")? {

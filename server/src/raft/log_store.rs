@@ -152,7 +152,8 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        // Not synced: losing it only makes a restart re-learn the commit index from the leader.
+        // Not synced: losing it only makes a restart re-learn the commit index from the leader
+        // (a restarted leader must win an election first: leader restore is off, server.rs).
         self.put_meta(KEY_COMMITTED, &committed, false)
     }
 

@@ -2,7 +2,8 @@
 //!
 //! openraft's requests are bincode-encoded into `RaftPayload` bytes; the peer's answer comes
 //! back the same way. Channels are made lazily per peer and reused; a call that does not
-//! answer within openraft's deadline is reported as unreachable so replication backs off.
+//! answer within its deadline (openraft's, or the election timeout for appends) is reported
+//! as unreachable so replication backs off.
 //! The receiving side is `peer_service`. Nothing here interprets entries.
 
 use std::future::Future;
@@ -53,8 +54,11 @@ pub fn peer_client(channel: Channel) -> PeerClient<Channel> {
 }
 
 /// Creates one connection per target member.
-#[derive(Clone, Default)]
-pub struct Network;
+#[derive(Clone)]
+pub struct Network {
+    /// How long an append may take before the peer counts as unreachable.
+    pub append_timeout: Duration,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
@@ -63,6 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             client: peer_channel(node).map(peer_client),
+            append_timeout: self.append_timeout,
         }
     }
 }
@@ -71,6 +76,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerConnection {
     target: NodeId,
     client: Result<PeerClient<Channel>, String>,
+    append_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,9 +131,17 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         if !rpc.entries.is_empty() {
             fail::fail_point!("raftBeforeLeaderSend");
         }
-        self.call(&rpc, option.hard_ttl(), |mut c, p| async move {
-            c.append_entries(p).await
-        })
+        // openraft offers one heartbeat interval for an append. A follower that is alive but
+        // busy (fsyncing a large batch, or short of CPU) often takes longer under load, and
+        // calling it unreachable then restarts replication after a back-off — stalls of
+        // hundreds of milliseconds for every write. Only a dead or cut-off peer should count
+        // as unreachable, so an append gets the election timeout.
+        let ttl = option.hard_ttl().max(self.append_timeout);
+        self.call(
+            &rpc,
+            ttl,
+            |mut c, p| async move { c.append_entries(p).await },
+        )
         .await
     }
 

@@ -65,6 +65,7 @@ impl<E: Engine> StateMachine<E> {
 
     /// Takes a snapshot of what is applied now (blocking).
     fn take_snapshot(&self) -> Result<Snapshot, io::Error> {
+        let started = std::time::Instant::now();
         let snapshot = self.snapshots.take(&self.engine, |view| {
             let (applied, membership) = Applier::<E>::applied_state_in(view).map_err(io_err)?;
             Ok(SnapshotMeta {
@@ -72,7 +73,11 @@ impl<E: Engine> StateMachine<E> {
                 last_membership: membership,
             })
         })?;
-        tracing::info!(last_log_id = ?snapshot.meta.last_log_id, "took snapshot");
+        tracing::info!(
+            last_log_id = ?snapshot.meta.last_log_id,
+            ms = started.elapsed().as_millis() as u64,
+            "took snapshot"
+        );
         Ok(snapshot)
     }
 
