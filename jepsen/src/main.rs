@@ -143,7 +143,14 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
         member_flags: a.member_flag,
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let verdict = rt.block_on(run(opts))?;
+    // On SIGINT or SIGTERM the run is dropped, and with it the cluster: members are killed and
+    // lazyfs mounts removed (dying without that left dead FUSE mounts behind).
+    let verdict = rt.block_on(async {
+        tokio::select! {
+            verdict = run(opts) => verdict,
+            signal = interrupted() => Err(anyhow::anyhow!("stopped by {signal}; cluster torn down")),
+        }
+    })?;
     let r = &verdict.results;
     if let Some(checkers) = r["checkers"].as_object() {
         for (name, c) in checkers {
@@ -162,4 +169,20 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
         serde_json::Value::Bool(false) => ExitCode::from(1),
         _ => ExitCode::from(2),
     })
+}
+
+/// Resolves with the signal's name when SIGINT or SIGTERM arrives.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without handlers the default (die at once) stays; never resolve.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }

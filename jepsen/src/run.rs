@@ -325,8 +325,11 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         .filter(|o| o.kind == OpType::Ok && o.process != crate::history::Process::NEMESIS)
         .count();
     let mut valid = combine(checkers.values().map(|c| &c["valid"]));
-    // Nothing succeeded, or some processes died: a "valid" would claim what was not tested.
-    if valid == json!(true) && (ok_ops == 0 || crashed_processes > 0) {
+    let losses = loss_summary(&history);
+    let failed_losses = losses["errors"].as_u64().unwrap_or(0);
+    // Nothing succeeded, some processes died, or a power loss could not be applied: a "valid"
+    // would claim what was not tested.
+    if valid == json!(true) && (ok_ops == 0 || crashed_processes > 0 || failed_losses > 0) {
         valid = json!("unknown");
     }
     let results = json!({
@@ -337,7 +340,7 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         "crashed_processes": crashed_processes,
         "faults": fault_count,
         "crash_points": crash_summary(&history),
-        "lost_unsynced": loss_summary(&history),
+        "lost_unsynced": losses,
         "unidentified_peer_connections": cluster.links().unidentified(),
         "unidentified_peer_connections_closed": cluster.links().unidentified_closed(),
         "seed": opts.seed,
@@ -415,18 +418,25 @@ fn crash_summary(history: &[Op]) -> Value {
     json!({"fired": fired, "not_reached": not_reached})
 }
 
-/// What the power losses threw away: faults, member losses, files and bytes.
+/// What the power losses threw away: faults, member losses, files and bytes; `errors` counts
+/// the member losses that could not be applied (they threw nothing away).
 fn loss_summary(history: &[Op]) -> Value {
-    let (mut faults, mut members, mut files, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+    let (mut faults, mut members, mut files, mut bytes, mut errors) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     for value in nemesis_values(history, "stop-lose-unsynced") {
         faults += 1;
         for l in value["lost"].as_array().into_iter().flatten() {
+            if l.get("error").is_some() {
+                errors += 1;
+                continue;
+            }
             members += 1;
             files += l["files"].as_u64().unwrap_or(0);
             bytes += l["bytes"].as_u64().unwrap_or(0);
         }
     }
-    json!({"faults": faults, "member_losses": members, "files": files, "bytes": bytes})
+    json!({"faults": faults, "member_losses": members, "files": files, "bytes": bytes,
+           "errors": errors})
 }
 
 /// The values of the nemesis's completed (`info`) `f` ops.
@@ -566,5 +576,35 @@ impl Phase {
         let mut last = lock(&self.0);
         eprintln!("{what} ({:.1} s)", last.elapsed().as_secs_f64());
         *last = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Process;
+
+    #[test]
+    fn a_power_loss_that_could_not_be_applied_is_an_error_not_a_member_loss() {
+        let stop = |value: Value| Op {
+            index: 0,
+            time: 1,
+            process: Process::NEMESIS,
+            kind: OpType::Info,
+            f: "stop-lose-unsynced".into(),
+            value,
+            error: None,
+            member: None,
+            revision: None,
+        };
+        let history = vec![stop(json!({"lost": [
+            {"member": 0, "files": 2, "bytes": 100},
+            {"member": 1, "error": "lazyfs is not mounted"},
+        ]}))];
+        let s = loss_summary(&history);
+        assert_eq!(s["faults"], json!(1));
+        assert_eq!(s["member_losses"], json!(1));
+        assert_eq!(s["bytes"], json!(100));
+        assert_eq!(s["errors"], json!(1));
     }
 }

@@ -18,7 +18,8 @@
 /// Every crash point, in the order a write meets them. Where etcd has a gofail point for the
 /// same step it has the same name.
 pub const POINTS: &[&str] = &[
-    // Raft log: entries written to the WAL (not yet synced) / synced, before openraft hears.
+    // Raft log: before the entries are written (nothing on disk yet) / written and synced,
+    // before openraft hears.
     "raftBeforeSave",
     "raftAfterSave",
     // Apply: one committed entry's state change written to the storage engine.
