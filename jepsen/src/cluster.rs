@@ -57,30 +57,11 @@ pub struct Cluster {
     links: Arc<Links>,
     _proxies: Vec<Proxy>,
     initial_cluster: String,
-    /// Members that exited without the harness causing it: (member, exit status).
-    unexpected_exits: Mutex<Vec<(usize, String)>>,
 }
 
-/// Where members' and proxies' ports are chosen: below Linux's default ephemeral range
-/// (32768–60999), which every outgoing connection draws its local port from. A port picked
-/// there by binding port 0 and released could be taken by any test's connection before the
-/// member bound it (seen: a member failing with "Address already in use"); below it only
-/// another listener can take it.
-const PORTS: std::ops::Range<u16> = 20000..32000;
-
-/// A port nobody listens on now, never handed out twice by this process.
 fn free_port() -> Result<u16> {
-    static TAKEN: Mutex<std::collections::BTreeSet<u16>> =
-        Mutex::new(std::collections::BTreeSet::new());
-    let mut taken = lock(&TAKEN);
-    for _ in 0..1000 {
-        let port = rand::Rng::gen_range(&mut rand::thread_rng(), PORTS);
-        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            taken.insert(port);
-            return Ok(port);
-        }
-    }
-    bail!("no free port in {PORTS:?}")
+    let l = TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
+    Ok(l.local_addr()?.port())
 }
 
 /// The options every workload client uses: one endpoint, no retries of anything that may
@@ -163,7 +144,6 @@ impl Cluster {
             links,
             _proxies: proxies,
             initial_cluster,
-            unexpected_exits: Mutex::new(Vec::new()),
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -185,7 +165,6 @@ impl Cluster {
             links: Links::new(n),
             _proxies: Vec::new(),
             initial_cluster: String::new(),
-            unexpected_exits: Mutex::new(Vec::new()),
         }
     }
 
@@ -270,18 +249,13 @@ impl Cluster {
         Ok(())
     }
 
-    /// kill -9 of member `i` (a no-op when it is down; one that had already exited by itself
-    /// is recorded as an unexpected exit).
+    /// kill -9 of member `i` (a no-op when it is down).
     pub fn kill(&self, i: usize) {
         let mut members = lock(&self.members);
         let Some(m) = members.get_mut(i) else { return };
         if let Some(mut c) = m.child.take() {
-            if let Ok(Some(status)) = c.try_wait() {
-                lock(&self.unexpected_exits).push((i, status.to_string()));
-            } else {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            let _ = c.kill();
+            let _ = c.wait();
         }
         m.paused = false;
         lock(&self.pids)[i] = None;
@@ -318,44 +292,23 @@ impl Cluster {
         }
     }
 
-    /// Whether member `i` runs. A process that exited on its own is reaped here, counts as
-    /// down and is recorded as an unexpected exit (see [`Cluster::unexpected_exits`]).
+    /// Whether member `i` runs (a process that exited on its own, e.g. at a crash point,
+    /// is reaped here and counts as down).
     pub fn is_running(&self, i: usize) -> bool {
-        self.reap(i, false)
-    }
-
-    /// Like [`Cluster::is_running`], for a member armed to die at a crash point: its exit is
-    /// expected and not recorded.
-    pub fn is_running_or_crashed(&self, i: usize) -> bool {
-        self.reap(i, true)
-    }
-
-    fn reap(&self, i: usize, expected: bool) -> bool {
         let mut members = lock(&self.members);
         let Some(m) = members.get_mut(i) else {
             return !self.owned();
         };
-        let status = match &mut m.child {
-            Some(c) => match c.try_wait() {
-                Ok(None) => return true,
-                Ok(Some(status)) => status.to_string(),
-                Err(e) => format!("unknown ({e})"),
-            },
+        let exited = match &mut m.child {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
             None => return false,
         };
-        m.child = None;
-        m.paused = false;
-        lock(&self.pids)[i] = None;
-        if !expected {
-            lock(&self.unexpected_exits).push((i, status));
+        if exited {
+            m.child = None;
+            m.paused = false;
+            lock(&self.pids)[i] = None;
         }
-        false
-    }
-
-    /// Members that exited without the harness killing them or arming a crash point: a
-    /// server crash (or a member that could not start), which a verdict must not pass over.
-    pub fn unexpected_exits(&self) -> Vec<(usize, String)> {
-        lock(&self.unexpected_exits).clone()
+        !exited
     }
 
     /// The crash-point control address of member `i` (meaningful for failpoints builds).
