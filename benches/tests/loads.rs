@@ -5,7 +5,6 @@
 //! `--svg` chart, `--target-leader`, and the exit status when every
 //! operation fails. Totals are small so the whole file runs in seconds.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -38,8 +37,7 @@ fn etcd_bin() -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
+    setpoint_testkit::free_port().expect("a free port")
 }
 
 /// One member on free ports in a temporary directory; killed on drop.

@@ -10,7 +10,7 @@ use crate::lazyfs::{LazyFs, Loss};
 use crate::proxy::{self, Links, Pids, Proxy};
 use anyhow::{bail, Context, Result};
 use setpoint_client::{Client, ConnectOptions, StatusTarget};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -59,26 +59,10 @@ pub struct Cluster {
     initial_cluster: String,
 }
 
-/// Where members' and proxies' ports are chosen: below Linux's default ephemeral range
-/// (32768–60999), which every outgoing connection draws its local port from. A port picked
-/// there by binding port 0 and released could be taken by any test's connection before the
-/// member bound it (seen: a member failing with "Address already in use"); below it only
-/// another listener can take it.
-const PORTS: std::ops::Range<u16> = 20000..32000;
-
-/// A port nobody listens on now, never handed out twice by this process.
+/// A port for a member or proxy (see `setpoint_testkit::free_port`).
 fn free_port() -> Result<u16> {
-    static TAKEN: Mutex<std::collections::BTreeSet<u16>> =
-        Mutex::new(std::collections::BTreeSet::new());
-    let mut taken = lock(&TAKEN);
-    for _ in 0..1000 {
-        let port = rand::Rng::gen_range(&mut rand::thread_rng(), PORTS);
-        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            taken.insert(port);
-            return Ok(port);
-        }
-    }
-    bail!("no free port in {PORTS:?}")
+    setpoint_testkit::free_port()
+        .with_context(|| format!("no free port in {:?}", setpoint_testkit::PORTS))
 }
 
 /// The options every workload client uses: one endpoint, no retries of anything that may

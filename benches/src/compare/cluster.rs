@@ -7,7 +7,6 @@
 //! orderly end (SIGTERM, then SIGKILL) and deletes the data directories.
 //! Which loads run against the cluster is not decided here.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,8 +41,8 @@ pub struct Cluster {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
-    Ok(l.local_addr()?.port())
+    setpoint_testkit::free_port()
+        .with_context(|| format!("no free port in {:?}", setpoint_testkit::PORTS))
 }
 
 impl Cluster {

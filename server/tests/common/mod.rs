@@ -4,15 +4,13 @@
 //! Every wait here is bounded; a process is killed when its handle drops.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now (bound, then released).
+/// A port nobody listens on now, below the ephemeral range (`setpoint_testkit::free_port`).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
+    setpoint_testkit::free_port().expect("a free port")
 }
 
 pub fn setpoint_bin() -> PathBuf {
