@@ -96,6 +96,7 @@ pub async fn run(
         engine.clone(),
         applier.clone(),
         &config.data_dir.join("snap"),
+        &log_store,
     )
     .context("open snapshots")?;
 

@@ -38,8 +38,8 @@ impl StoreBuilder<TypeConfig, LogStore<RocksEngine>, StateMachine<RocksEngine>, 
         let compactor = Compactor::start(kv.clone()).map_err(|e| err(&e))?;
         let applier = Arc::new(Applier::new(engine.clone(), kv, compactor));
         let log = LogStore::new(engine.clone()).map_err(|e| err(&e))?;
-        let sm =
-            StateMachine::open(engine, applier, &dir.path().join("snap")).map_err(|e| err(&e))?;
+        let sm = StateMachine::open(engine, applier, &dir.path().join("snap"), &log)
+            .map_err(|e| err(&e))?;
         Ok((dir, log, sm))
     }
 }

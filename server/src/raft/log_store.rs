@@ -19,6 +19,7 @@ use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 
+use super::io_err;
 use super::types::{Entry, LogId, TypeConfig, Vote};
 use crate::storage::{Cf, Engine, WriteBatch};
 
@@ -40,10 +41,6 @@ impl<E: Engine> Clone for LogStore<E> {
             syncs: self.syncs.clone(),
         }
     }
-}
-
-fn io_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -81,6 +78,27 @@ impl<E: Engine> LogStore<E> {
             bincode::serialize(value).map_err(io_err)?,
         );
         self.engine.write(batch, sync).map_err(io_err)
+    }
+
+    /// Whether every entry after `after` up to `last` is in the log, `last` itself with that
+    /// log id (blocking). By the log matching property the entries before `last` then agree
+    /// with the ones `last` was applied after.
+    pub fn holds(&self, after: Option<LogId>, last: LogId) -> io::Result<bool> {
+        let purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        if purged.map(|p| p.index) > after.map(|a| a.index) {
+            return Ok(false);
+        }
+        match self
+            .engine
+            .get(Cf::RaftLog, &index_key(last.index))
+            .map_err(io_err)?
+        {
+            None => Ok(false),
+            Some(bytes) => {
+                let entry: Entry = bincode::deserialize(&bytes).map_err(io_err)?;
+                Ok(entry.log_id() == last)
+            }
+        }
     }
 
     fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {

@@ -18,6 +18,12 @@ pub mod state_machine;
 pub mod types;
 
 pub use node::RaftNode;
+
+/// openraft's storage traits speak `std::io::Error`; ours (storage, apply, serialization)
+/// are carried into it with their message.
+pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
 pub use types::{ApplyResult, Command, Member, NodeId, TypeConfig};
 
 #[cfg(test)]

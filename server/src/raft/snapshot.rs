@@ -20,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::io_err;
 use super::types::{LogId, Snapshot, SnapshotMeta};
 use crate::storage::{Cf, Engine, ReadView};
 
@@ -39,10 +40,6 @@ pub type Rows = Vec<(u8, Vec<u8>, Vec<u8>)>;
 pub struct SnapshotFile {
     pub meta: SnapshotMeta,
     pub rows: Rows,
-}
-
-fn io_err(e: impl fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
 }
 
 /// Something that can produce a snapshot's rows (reading them is blocking disk work).

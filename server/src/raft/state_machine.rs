@@ -15,14 +15,12 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{OptionalSend, RaftSnapshotBuilder};
 
+use super::io_err;
+use super::log_store::LogStore;
 use super::snapshot::{SnapshotData, SnapshotStore, REPLICATED};
 use super::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::apply::Applier;
 use crate::storage::{Engine, WriteBatch};
-
-fn io_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
 
 /// The state machine handed to openraft.
 pub struct StateMachine<E: Engine> {
@@ -44,19 +42,27 @@ impl<E: Engine> Clone for StateMachine<E> {
 impl<E: Engine> StateMachine<E> {
     /// The state machine over `engine`, keeping its snapshots in `snapshot_dir` (blocking).
     ///
-    /// If the store has applied past its recorded snapshot — a crash between installing a
-    /// snapshot from the leader and recording it leaves exactly that, with the log behind the
-    /// store, and openraft would purge the log past the snapshot it is told of — a snapshot of
-    /// the store is taken first.
-    pub fn open(engine: Arc<E>, applier: Arc<Applier<E>>, snapshot_dir: &Path) -> io::Result<Self> {
+    /// If the store has applied entries that neither its recorded snapshot nor `log` holds,
+    /// a snapshot of the store is taken first: a crash between installing a snapshot from the
+    /// leader and recording it leaves exactly that (the store ahead of its log), and openraft,
+    /// told of the old snapshot, could neither re-read those entries nor keep them out of a
+    /// purge. A store whose applied entries are all still in the log (every ordinary restart)
+    /// opens without one.
+    pub fn open(
+        engine: Arc<E>,
+        applier: Arc<Applier<E>>,
+        snapshot_dir: &Path,
+        log: &LogStore<E>,
+    ) -> io::Result<Self> {
         let sm = StateMachine {
             engine,
             applier,
             snapshots: Arc::new(SnapshotStore::open(snapshot_dir)?),
         };
         let (applied, _) = sm.applier.applied_state().map_err(io_err)?;
-        if let Some(recorded) = sm.snapshots.current_log_id()? {
-            if applied > Some(recorded) {
+        let recorded = sm.snapshots.current_log_id()?;
+        if let Some(applied) = applied {
+            if Some(applied) > recorded && !log.holds(recorded, applied)? {
                 sm.take_snapshot()?;
             }
         }
@@ -186,18 +192,73 @@ mod tests {
     use crate::raft::types::Entry;
     use crate::storage::RocksEngine;
 
-    fn open(dir: &Path) -> StateMachine<RocksEngine> {
+    fn open(dir: &Path) -> (StateMachine<RocksEngine>, LogStore<RocksEngine>) {
         let engine = Arc::new(RocksEngine::open(&dir.join("db")).expect("engine"));
         let kv = Arc::new(KvStore::open(engine.clone()).expect("kv"));
         let compactor = Compactor::start(kv.clone()).expect("compactor");
         let applier = Arc::new(Applier::new(engine.clone(), kv, compactor));
-        StateMachine::open(engine, applier, &dir.join("snap")).expect("state machine")
+        let log = LogStore::new(engine.clone()).expect("log store");
+        let sm = StateMachine::open(engine, applier, &dir.join("snap"), &log).expect("sm");
+        (sm, log)
     }
 
     fn apply_blank(sm: &StateMachine<RocksEngine>, index: u64) -> LogId {
         let log_id = openraft::testing::log_id::<TypeConfig>(1, 1, index);
         sm.applier.apply(&Entry::new_blank(log_id)).expect("apply");
         log_id
+    }
+
+    /// Appends a blank entry to the log and applies it, as a member does.
+    async fn append_and_apply(
+        sm: &StateMachine<RocksEngine>,
+        log: &mut LogStore<RocksEngine>,
+        index: u64,
+    ) -> LogId {
+        let log_id = openraft::testing::log_id::<TypeConfig>(1, 1, index);
+        let entry = Entry::new_blank(log_id);
+        openraft::storage::RaftLogStorage::append(
+            log,
+            [entry.clone()],
+            openraft::storage::IOFlushed::noop(),
+        )
+        .await
+        .expect("append");
+        sm.applier.apply(&entry).expect("apply");
+        log_id
+    }
+
+    /// An ordinary restart: everything applied after the snapshot is still in the log, so
+    /// opening takes no snapshot (it would flush the whole store for nothing).
+    #[tokio::test]
+    async fn a_store_whose_log_holds_what_it_applied_opens_without_a_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sm, mut log) = open(dir.path());
+        let first = append_and_apply(&sm, &mut log, 1).await;
+        sm.take_snapshot().expect("snapshot");
+        append_and_apply(&sm, &mut log, 2).await;
+        append_and_apply(&sm, &mut log, 3).await;
+        sm.engine.sync_wal().expect("sync");
+        drop((sm, log));
+
+        let (sm, _log) = open(dir.path());
+        assert_eq!(sm.snapshots.current_log_id().expect("current"), Some(first));
+    }
+
+    /// The entry at the applied index is in the log but from another term (a crash after
+    /// installing a leader's snapshot over a log with conflicting entries): not held.
+    #[tokio::test]
+    async fn a_conflicting_log_entry_does_not_count_as_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sm, mut log) = open(dir.path());
+        append_and_apply(&sm, &mut log, 1).await;
+        let other_term = openraft::testing::log_id::<TypeConfig>(2, 1, 1);
+        assert!(!log.holds(None, other_term).expect("holds"));
+        assert!(log
+            .holds(None, openraft::testing::log_id::<TypeConfig>(1, 1, 1))
+            .expect("holds"));
+        assert!(!log
+            .holds(None, openraft::testing::log_id::<TypeConfig>(1, 1, 2))
+            .expect("holds"));
     }
 
     /// Installing a snapshot from the leader makes the store durable first and records the
@@ -207,7 +268,7 @@ mod tests {
     #[test]
     fn a_store_ahead_of_its_recorded_snapshot_is_snapshotted_on_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sm = open(dir.path());
+        let (sm, log) = open(dir.path());
         let first = apply_blank(&sm, 1);
         assert_eq!(
             sm.take_snapshot().expect("snapshot").meta.last_log_id,
@@ -215,9 +276,9 @@ mod tests {
         );
         let second = apply_blank(&sm, 2);
         sm.engine.sync_wal().expect("sync");
-        drop(sm);
+        drop((sm, log));
 
-        let sm = open(dir.path());
+        let (sm, _log) = open(dir.path());
         assert_eq!(
             sm.snapshots.current_log_id().expect("current"),
             Some(second)
