@@ -57,6 +57,8 @@ pub struct Cluster {
     links: Arc<Links>,
     _proxies: Vec<Proxy>,
     initial_cluster: String,
+    /// Members that exited without the harness causing it: (member, exit status).
+    unexpected_exits: Mutex<Vec<(usize, String)>>,
 }
 
 /// A port for a member or proxy (see `setpoint_testkit::free_port`).
@@ -145,6 +147,7 @@ impl Cluster {
             links,
             _proxies: proxies,
             initial_cluster,
+            unexpected_exits: Mutex::new(Vec::new()),
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -166,6 +169,7 @@ impl Cluster {
             links: Links::new(n),
             _proxies: Vec::new(),
             initial_cluster: String::new(),
+            unexpected_exits: Mutex::new(Vec::new()),
         }
     }
 
@@ -239,6 +243,10 @@ impl Cluster {
             .arg(format!("--election-timeout={}", spec.election_ms))
             .args(&spec.extra)
             .env("GOFAIL_HTTP", format!("127.0.0.1:{}", m.failpoint_port))
+            // A crash point's abort must be quick (printing a symbolized backtrace of this
+            // binary takes seconds, and the crash fault tells a fired point by the exit);
+            // a real panic still prints its message and location.
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -250,13 +258,18 @@ impl Cluster {
         Ok(())
     }
 
-    /// kill -9 of member `i` (a no-op when it is down).
+    /// kill -9 of member `i` (a no-op when it is down; one that had already exited by itself
+    /// is recorded as an unexpected exit).
     pub fn kill(&self, i: usize) {
         let mut members = lock(&self.members);
         let Some(m) = members.get_mut(i) else { return };
         if let Some(mut c) = m.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            if let Ok(Some(status)) = c.try_wait() {
+                lock(&self.unexpected_exits).push((i, status.to_string()));
+            } else {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
         m.paused = false;
         lock(&self.pids)[i] = None;
@@ -293,23 +306,44 @@ impl Cluster {
         }
     }
 
-    /// Whether member `i` runs (a process that exited on its own, e.g. at a crash point,
-    /// is reaped here and counts as down).
+    /// Whether member `i` runs. A process that exited on its own is reaped here, counts as
+    /// down and is recorded as an unexpected exit (see [`Cluster::unexpected_exits`]).
     pub fn is_running(&self, i: usize) -> bool {
+        self.reap(i, false)
+    }
+
+    /// Like [`Cluster::is_running`], for a member armed to die at a crash point: its exit is
+    /// expected and not recorded.
+    pub fn is_running_or_crashed(&self, i: usize) -> bool {
+        self.reap(i, true)
+    }
+
+    fn reap(&self, i: usize, expected: bool) -> bool {
         let mut members = lock(&self.members);
         let Some(m) = members.get_mut(i) else {
             return !self.owned();
         };
-        let exited = match &mut m.child {
-            Some(c) => !matches!(c.try_wait(), Ok(None)),
+        let status = match &mut m.child {
+            Some(c) => match c.try_wait() {
+                Ok(None) => return true,
+                Ok(Some(status)) => status.to_string(),
+                Err(e) => format!("unknown ({e})"),
+            },
             None => return false,
         };
-        if exited {
-            m.child = None;
-            m.paused = false;
-            lock(&self.pids)[i] = None;
+        m.child = None;
+        m.paused = false;
+        lock(&self.pids)[i] = None;
+        if !expected {
+            lock(&self.unexpected_exits).push((i, status));
         }
-        !exited
+        false
+    }
+
+    /// Members that exited without the harness killing them or arming a crash point: a
+    /// server crash (or a member that could not start), which a verdict must not pass over.
+    pub fn unexpected_exits(&self) -> Vec<(usize, String)> {
+        lock(&self.unexpected_exits).clone()
     }
 
     /// The crash-point control address of member `i` (meaningful for failpoints builds).

@@ -285,10 +285,20 @@ impl Nemesis {
         for (t, point, addr) in armed {
             // Disarm, then look: a point that fires while being disarmed still kills the
             // member, which the look (after its abort has had time) sees.
-            let disarmed = self.cluster.is_running(t)
+            let disarmed = self.cluster.is_running_or_crashed(t)
                 && crate::failpoints::disarm(&addr, &point).await.is_ok();
+            // Members run with RUST_BACKTRACE=0, so one that fired aborts within
+            // milliseconds; 300 ms tells. One whose control stopped answering is dying or
+            // stuck: it gets up to 3 s to be gone before it counts as stuck.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            if !self.cluster.is_running(t) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while !disarmed
+                && self.cluster.is_running_or_crashed(t)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !self.cluster.is_running_or_crashed(t) {
                 fired.push((t, point, addr));
             } else if disarmed {
                 missed.push((t, point, addr));

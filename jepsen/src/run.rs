@@ -327,9 +327,19 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
     let mut valid = combine(checkers.values().map(|c| &c["valid"]));
     let losses = loss_summary(&history);
     let failed_losses = losses["errors"].as_u64().unwrap_or(0);
-    // Nothing succeeded, some processes died, or a power loss could not be applied: a "valid"
-    // would claim what was not tested.
-    if valid == json!(true) && (ok_ops == 0 || crashed_processes > 0 || failed_losses > 0) {
+    let unexpected_exits: Vec<Value> = cluster
+        .unexpected_exits()
+        .into_iter()
+        .map(|(member, status)| json!({"member": member, "status": status}))
+        .collect();
+    // Nothing succeeded, some processes died, a power loss could not be applied, or a member
+    // exited by itself (a server crash): a "valid" would claim what was not tested.
+    if valid == json!(true)
+        && (ok_ops == 0
+            || crashed_processes > 0
+            || failed_losses > 0
+            || !unexpected_exits.is_empty())
+    {
         valid = json!("unknown");
     }
     let results = json!({
@@ -341,6 +351,7 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
         "faults": fault_count,
         "crash_points": crash_summary(&history),
         "lost_unsynced": losses,
+        "unexpected_exits": unexpected_exits,
         "unidentified_peer_connections": cluster.links().unidentified(),
         "unidentified_peer_connections_closed": cluster.links().unidentified_closed(),
         "seed": opts.seed,
