@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     tonic_prost_build::configure()
+        // Raft payloads (snapshots among them) are shared, not copied, when sent again.
+        .bytes(".setpointpb.RaftPayload.data")
         .build_client(true)
         .build_server(true)
         .compile_protos(&files, &[include])?;

@@ -3,12 +3,15 @@
 //! openraft's requests are bincode-encoded into `RaftPayload` bytes; the peer's answer comes
 //! back the same way. Channels are made lazily per peer and reused; a call that does not
 //! answer within its deadline (openraft's, or the election timeout for appends) is reported
-//! as unreachable so replication backs off.
+//! as unreachable so replication backs off. A snapshot's payload is built once and kept
+//! until it reaches the peer: openraft retries a failed transfer every 100 ms, and building
+//! it reads and encodes the whole checkpoint.
 //! The receiving side is `peer_service`. Nothing here interprets entries.
 
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
@@ -21,7 +24,7 @@ use setpoint_proto::setpointpb::peer_client::PeerClient;
 use setpoint_proto::setpointpb::RaftPayload;
 use tonic::transport::{Channel, Endpoint};
 
-use super::types::{Member, NodeId, Snapshot, TypeConfig, Vote};
+use super::types::{LogId, Member, NodeId, Snapshot, TypeConfig, Vote};
 use crate::config::url_to_addr;
 
 /// Largest peer message: whole snapshots travel in one message.
@@ -68,6 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: peer_channel(node).map(peer_client),
             append_timeout: self.append_timeout,
+            snapshot_payload: None,
         }
     }
 }
@@ -77,6 +81,10 @@ pub struct PeerConnection {
     target: NodeId,
     client: Result<PeerClient<Channel>, String>,
     append_timeout: Duration,
+    /// The encoded install request of the snapshot being sent, with the vote and the last log
+    /// id it was built for (a snapshot's content follows from that); dropped once the peer
+    /// took it.
+    snapshot_payload: Option<(Vote, Option<LogId>, Bytes)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +104,22 @@ impl PeerConnection {
         F: FnOnce(PeerClient<Channel>, RaftPayload) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
     {
+        let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send(data.into(), ttl, rpc).await
+    }
+
+    /// Sends an encoded request and decodes the answer.
+    async fn send<Resp, F, Fut>(
+        &mut self,
+        data: Bytes,
+        ttl: Duration,
+        rpc: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Resp: DeserializeOwned,
+        F: FnOnce(PeerClient<Channel>, RaftPayload) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
+    {
         let client = match &self.client {
             Ok(c) => c.clone(),
             Err(e) => {
@@ -104,7 +128,6 @@ impl PeerConnection {
                 ))))
             }
         };
-        let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = match tokio::time::timeout(ttl, rpc(client, RaftPayload { data })).await {
             Err(_) => {
                 let msg = format!("peer {} did not answer in {:?}", self.target, ttl);
@@ -163,20 +186,29 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        // Reading a checkpoint's rows is disk work: off the runtime's workers.
-        let meta = snapshot.meta.clone();
-        let data = snapshot.snapshot;
-        let bytes = tokio::task::spawn_blocking(move || data.to_bytes(&meta))
-            .await
-            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
-            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let req = (vote, snapshot.meta, bytes);
+        let payload = match &self.snapshot_payload {
+            Some((v, upto, payload)) if *v == vote && *upto == snapshot.meta.last_log_id => {
+                payload.clone()
+            }
+            _ => {
+                self.snapshot_payload = None;
+                let payload = encode_snapshot(vote, snapshot)
+                    .await
+                    .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+                self.snapshot_payload = Some(payload.clone());
+                payload.2
+            }
+        };
         // A snapshot may be large; give it far longer than a heartbeat.
-        self.call(&req, Duration::from_secs(300), |mut c, p| async move {
-            c.install_snapshot(p).await
-        })
-        .await
-        .map_err(|e| match e {
+        let sent = self
+            .send(payload, Duration::from_secs(300), |mut c, p| async move {
+                c.install_snapshot(p).await
+            })
+            .await;
+        if sent.is_ok() {
+            self.snapshot_payload = None;
+        }
+        sent.map_err(|e| match e {
             RPCError::Unreachable(u) => StreamingError::Unreachable(u),
             RPCError::Network(n) => StreamingError::Network(n),
             RPCError::Timeout(t) => StreamingError::Timeout(t),
@@ -186,5 +218,88 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
 
     fn backoff(&self) -> Option<Backoff> {
         Some(Backoff::new(std::iter::repeat(Duration::from_millis(100))))
+    }
+}
+
+/// The encoded install request for `snapshot` (reading a checkpoint's rows is disk work:
+/// off the runtime's workers), with the vote and the last log id it is for.
+async fn encode_snapshot(
+    vote: Vote,
+    snapshot: Snapshot,
+) -> Result<(Vote, Option<LogId>, Bytes), std::io::Error> {
+    let upto = snapshot.meta.last_log_id;
+    let data = tokio::task::spawn_blocking(move || {
+        let bytes = snapshot.snapshot.to_bytes(&snapshot.meta)?;
+        bincode::serialize(&(vote, snapshot.meta, bytes)).map_err(super::io_err)
+    })
+    .await
+    .map_err(super::io_err)??;
+    Ok((vote, upto, data.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use openraft::RaftNetworkFactory;
+
+    use super::*;
+    use crate::raft::snapshot::{RowSource, Rows, SnapshotData};
+    use crate::raft::types::SnapshotMeta;
+
+    /// Rows of a pretend checkpoint, counting how often they are read.
+    struct CountedRows(AtomicUsize);
+
+    impl RowSource for CountedRows {
+        fn rows(&self) -> std::io::Result<Rows> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![(0, b"k".to_vec(), vec![b'v'; 1024])])
+        }
+    }
+
+    /// openraft retries a failed snapshot transfer every 100 ms; each retry must not read
+    /// and encode the checkpoint again, and a new snapshot must not reuse the old payload.
+    #[tokio::test]
+    async fn a_retried_snapshot_transfer_reuses_its_payload() {
+        // A port nothing listens on: every transfer fails as unreachable.
+        let port = setpoint_testkit::free_port().expect("a free port");
+        let member = Member {
+            name: "gone".into(),
+            peer_urls: vec![format!("http://127.0.0.1:{port}")],
+        };
+        let mut network = Network {
+            append_timeout: Duration::from_millis(100),
+        };
+        let mut peer = network.new_client(2, &member).await;
+        let source = Arc::new(CountedRows(AtomicUsize::new(0)));
+        let snapshot = |index: u64| Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(openraft::testing::log_id::<TypeConfig>(1, 1, index)),
+                last_membership: Default::default(),
+            },
+            snapshot: SnapshotData::Checkpoint(source.clone()),
+        };
+        let vote = Vote::new(1, 1);
+        let option = RPCOption::new(Duration::from_millis(100));
+        for _ in 0..3 {
+            let sent = peer
+                .full_snapshot(vote, snapshot(5), std::future::pending(), option.clone())
+                .await;
+            assert!(sent.is_err(), "nothing listens on port {port}");
+        }
+        assert_eq!(
+            source.0.load(Ordering::SeqCst),
+            1,
+            "rows read once for 3 tries"
+        );
+        let _ = peer
+            .full_snapshot(vote, snapshot(9), std::future::pending(), option)
+            .await;
+        assert_eq!(
+            source.0.load(Ordering::SeqCst),
+            2,
+            "a new snapshot is encoded"
+        );
     }
 }

@@ -180,7 +180,7 @@ impl RaftNode {
         let data = bincode::serialize(cmd).map_err(|e| Error::Internal(e.to_string()))?;
         let reply = self
             .peer(id, leader)?
-            .propose(RaftPayload { data })
+            .propose(RaftPayload { data: data.into() })
             .await
             .map_err(|status| {
                 tracing::debug!(%status, "forwarding a write to the leader failed");

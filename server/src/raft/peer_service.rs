@@ -33,7 +33,7 @@ fn decode<T: serde::de::DeserializeOwned>(req: Request<RaftPayload>) -> Result<T
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
     let data = bincode::serialize(value).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftPayload { data }))
+    Ok(Response::new(RaftPayload { data: data.into() }))
 }
 
 #[tonic::async_trait]
