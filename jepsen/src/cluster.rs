@@ -261,11 +261,23 @@ impl Cluster {
     /// kill -9 of member `i` (a no-op when it is down; one that had already exited by itself
     /// is recorded as an unexpected exit).
     pub fn kill(&self, i: usize) {
+        self.kill_as(i, false)
+    }
+
+    /// Like [`Cluster::kill`], for a member armed to die at a crash point: an exit found
+    /// here is expected and not recorded.
+    pub fn kill_armed(&self, i: usize) {
+        self.kill_as(i, true)
+    }
+
+    fn kill_as(&self, i: usize, armed: bool) {
         let mut members = lock(&self.members);
         let Some(m) = members.get_mut(i) else { return };
         if let Some(mut c) = m.child.take() {
             if let Ok(Some(status)) = c.try_wait() {
-                lock(&self.unexpected_exits).push((i, status.to_string()));
+                if !armed {
+                    lock(&self.unexpected_exits).push((i, status.to_string()));
+                }
             } else {
                 let _ = c.kill();
                 let _ = c.wait();

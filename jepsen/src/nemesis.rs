@@ -303,8 +303,9 @@ impl Nemesis {
             } else if disarmed {
                 missed.push((t, point, addr));
             } else {
-                // Alive but its control does not answer: end it like a kill.
-                self.cluster.kill(t);
+                // Alive but its control does not answer: end it like a kill (an exit in
+                // the meantime is the armed point's, not unexpected).
+                self.cluster.kill_armed(t);
                 stuck.push((t, point, addr));
             }
         }

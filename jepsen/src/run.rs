@@ -327,6 +327,13 @@ pub async fn run(opts: RunOptions) -> Result<Verdict> {
     let mut valid = combine(checkers.values().map(|c| &c["valid"]));
     let losses = loss_summary(&history);
     let failed_losses = losses["errors"].as_u64().unwrap_or(0);
+    // A member that died after the last heal (during the final reads and checks) is found
+    // only by looking now.
+    if cluster.owned() {
+        for i in 0..cluster.size() {
+            cluster.is_running(i);
+        }
+    }
     let unexpected_exits: Vec<Value> = cluster
         .unexpected_exits()
         .into_iter()

@@ -87,8 +87,8 @@ fn a_stalled_watcher_never_stalls_writes_and_catches_up_later() {
         let streams = metric(metrics_port, "etcd_debugging_mvcc_watch_stream_total").await;
         println!("stalled: queued {queued} bytes");
         assert_eq!(streams, 1);
-        // Bounded: 16 queued responses of one revision each (~4 KiB), far below the
-        // ~16 MB of events written meanwhile.
+        // Bounded: a few batches of responses of at most ~64 KiB each (revisions merged up
+        // to that), far below the ~16 MB of events written meanwhile.
         assert!(
             queued < 1 << 20,
             "queued {queued} bytes for one stalled watcher"
@@ -142,7 +142,13 @@ fn revisions_queued_for_a_slow_client_arrive_merged() {
     const BIG: i64 = 60;
     const BIG_VALUE: usize = 60 * 1024;
     const SMALL: i64 = 50;
-    let cluster = Cluster::start(&setpoint_bin(), 1, &[]);
+    let metrics_port = free_port();
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}");
+    let cluster = Cluster::start(
+        &setpoint_bin(),
+        1,
+        &["--listen-metrics-urls", metrics_url.as_str()],
+    );
     let ep = cluster.members[0].client_url();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -211,5 +217,10 @@ fn revisions_queued_for_a_slow_client_arrive_merged() {
             most_revisions > 1,
             "every response carried a single revision: nothing was merged"
         );
+        // The merge happened on the hub's queue, not in a catch-up from storage (which
+        // batches revisions anyway).
+        let losses = metric(metrics_port, "setpoint_watch_stream_losses_total").await;
+        let reads = metric(metrics_port, "setpoint_watch_catchup_reads_total").await;
+        assert_eq!((losses, reads), (0, 0), "the stream fell back to storage");
     });
 }

@@ -42,7 +42,7 @@ fn first_free(taken: &BTreeSet<u16>, start: u32) -> Option<u16> {
     let span = u32::from(PORTS.end - PORTS.start);
     // A step of 7 is coprime with the span (12,000), so the walk visits every port once.
     (0..span)
-        .filter_map(|i| u16::try_from((start.wrapping_add(i.wrapping_mul(7))) % span).ok())
+        .filter_map(|i| u16::try_from((start % span + i * 7) % span).ok())
         .map(|offset| PORTS.start + offset)
         .filter(|port| !taken.contains(port))
         .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())

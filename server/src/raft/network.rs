@@ -262,8 +262,12 @@ mod tests {
     /// and encode the checkpoint again, and a new snapshot must not reuse the old payload.
     #[tokio::test]
     async fn a_retried_snapshot_transfer_reuses_its_payload() {
-        // A port nothing listens on: every transfer fails as unreachable.
-        let port = setpoint_testkit::free_port().expect("a free port");
+        // A port this test holds bound but never listens on: every connection is refused.
+        let closed = tokio::net::TcpSocket::new_v4().expect("socket");
+        closed
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+        let port = closed.local_addr().expect("local addr").port();
         let member = Member {
             name: "gone".into(),
             peer_urls: vec![format!("http://127.0.0.1:{port}")],

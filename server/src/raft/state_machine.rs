@@ -244,6 +244,28 @@ mod tests {
         assert_eq!(sm.snapshots.current_log_id().expect("current"), Some(first));
     }
 
+    /// The log was purged past the recorded snapshot (the purge reached the disk, the record
+    /// of the snapshot it followed did not): entries after the snapshot are gone, so opening
+    /// must snapshot the store.
+    #[tokio::test]
+    async fn a_log_purged_past_the_recorded_snapshot_does_not_count_as_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sm, mut log) = open(dir.path());
+        let first = append_and_apply(&sm, &mut log, 1).await;
+        sm.take_snapshot().expect("snapshot");
+        let second = append_and_apply(&sm, &mut log, 2).await;
+        let third = append_and_apply(&sm, &mut log, 3).await;
+        openraft::storage::RaftLogStorage::purge(&mut log, second)
+            .await
+            .expect("purge");
+        assert!(!log.holds(Some(first), third).expect("holds"));
+        sm.engine.sync_wal().expect("sync");
+        drop((sm, log));
+
+        let (sm, _log) = open(dir.path());
+        assert_eq!(sm.snapshots.current_log_id().expect("current"), Some(third));
+    }
+
     /// The entry at the applied index is in the log but from another term (a crash after
     /// installing a leader's snapshot over a log with conflicting entries): not held.
     #[tokio::test]

@@ -352,6 +352,7 @@ impl WatchStream {
                 wanted,
                 batch.through,
                 self.ctx.node.header(batch.through),
+                None,
             )
             .await?;
         }
@@ -466,7 +467,8 @@ impl WatchStream {
                 .iter()
                 .map(|&(_, r, i)| revs[r].events[i].clone())
                 .collect();
-            self.deliver(id, events, through, header).await?;
+            self.deliver(id, events, through, header, Some(MERGE_BYTES))
+                .await?;
         }
         Ok(())
     }
@@ -506,6 +508,7 @@ impl WatchStream {
                     wanted,
                     batch.through,
                     self.ctx.node.header(batch.through),
+                    None,
                 )
                 .await?;
             }
@@ -517,13 +520,16 @@ impl WatchStream {
 
     /// Sends `events` (all of revisions up to `through`) to watcher `id` and moves it past
     /// `through`, with `header` (for `through`). Adds `prev_kv` when asked, and fragments
-    /// when asked and needed.
+    /// when asked and needed. With `cut_at`, revisions merged from the hub's queue are sent
+    /// in responses of whole revisions of about that size (a catch-up batch goes out whole,
+    /// as etcd sends one).
     async fn deliver(
         &mut self,
         id: i64,
         mut events: Vec<Event>,
         through: i64,
         header: ResponseHeader,
+        cut_at: Option<usize>,
     ) -> Step {
         let Some(w) = self.watchers.get_mut(&id) else {
             return Ok(());
@@ -543,20 +549,33 @@ impl WatchStream {
             }
         }
         self.metrics.events_sent.inc_by(events.len() as u64);
-        let resp = WatchResponse {
-            header: Some(header),
-            watch_id: id,
-            events,
-            ..Default::default()
+        // Merged revisions are cut back apart (at revision boundaries) now that previous
+        // values are in: a response stays about as large as before merging.
+        let chunks = match cut_at {
+            Some(limit) => split_at_revisions(events, limit),
+            None => vec![events],
         };
-        if fragmented {
-            for part in fragment::split(resp, self.ctx.watch.fragment_bytes) {
-                self.send(part).await?;
+        let last = chunks.len().saturating_sub(1);
+        for (i, events) in chunks.into_iter().enumerate() {
+            let header = match events.last().and_then(|e| e.kv.as_ref()) {
+                Some(kv) if i < last => self.ctx.node.header(kv.mod_revision),
+                _ => header,
+            };
+            let resp = WatchResponse {
+                header: Some(header),
+                watch_id: id,
+                events,
+                ..Default::default()
+            };
+            if fragmented {
+                for part in fragment::split(resp, self.ctx.watch.fragment_bytes) {
+                    self.send(part).await?;
+                }
+            } else {
+                self.send(resp).await?;
             }
-            Ok(())
-        } else {
-            self.send(resp).await
         }
+        Ok(())
     }
 
     async fn cancel_compacted(&mut self) -> Step {
@@ -702,6 +721,28 @@ fn take_queued(first: Arc<Published>, queue: &mut Queue) -> Vec<Arc<Published>> 
     revs
 }
 
+/// `events` (in revision order) in runs of whole revisions, a run ending once its encoded
+/// size reaches `limit` (so a single revision is never cut, however large).
+fn split_at_revisions(events: Vec<Event>, limit: usize) -> Vec<Vec<Event>> {
+    let rev = |e: &Event| e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+    let mut chunks: Vec<Vec<Event>> = Vec::new();
+    let mut current: Vec<Event> = Vec::new();
+    let mut size = 0;
+    for e in events {
+        let new_revision = current.last().is_some_and(|last| rev(last) != rev(&e));
+        if new_revision && size >= limit {
+            chunks.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += prost::Message::encoded_len(&e);
+        current.push(e);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
 /// The events of a catch-up batch that watcher `w` has not been sent and wants.
 fn wanted_from(w: &Watcher, batch: &EventBatch) -> Vec<Event> {
     batch
@@ -710,4 +751,54 @@ fn wanted_from(w: &Watcher, batch: &EventBatch) -> Vec<Event> {
         .filter(|(r, e)| r.main >= w.next_rev && w.wants(e))
         .map(|(_, e)| e.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use setpoint_proto::mvccpb::KeyValue;
+
+    use super::*;
+
+    fn event(rev: i64, value: usize) -> Event {
+        Event {
+            kv: Some(KeyValue {
+                key: format!("k{rev}").into_bytes(),
+                mod_revision: rev,
+                value: vec![b'v'; value],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn revisions(chunks: &[Vec<Event>]) -> Vec<Vec<i64>> {
+        chunks
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|e| e.kv.as_ref())
+                    .map(|kv| kv.mod_revision)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merged_revisions_are_cut_at_revision_boundaries_past_the_limit() {
+        // Revision 2 has two events; 100-byte values against a 250-byte limit.
+        let events = vec![event(1, 100), event(2, 100), event(2, 100), event(3, 100)];
+        let chunks = split_at_revisions(events, 250);
+        assert_eq!(revisions(&chunks), vec![vec![1, 2, 2], vec![3]]);
+    }
+
+    #[test]
+    fn a_revision_larger_than_the_limit_stays_whole_and_small_ones_stay_merged() {
+        let big = vec![event(1, 10), event(1, 10), event(1, 10)];
+        assert_eq!(revisions(&split_at_revisions(big, 5)), vec![vec![1, 1, 1]]);
+        let small: Vec<Event> = (1..=10).map(|r| event(r, 4)).collect();
+        assert_eq!(
+            revisions(&split_at_revisions(small, 64 * 1024)),
+            vec![(1..=10).collect::<Vec<i64>>()]
+        );
+    }
 }
