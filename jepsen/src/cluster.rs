@@ -389,6 +389,27 @@ impl Cluster {
         lock(&self.members).get(i).map(|m| m.log.clone())
     }
 
+    /// The last 8 KiB of member `i`'s log (empty when there is none).
+    pub fn log_tail(&self, i: usize) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let Some(path) = self.log_path(i) else {
+            return String::new();
+        };
+        let mut tail = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(path) {
+            let len = f.metadata().map_or(0, |m| m.len());
+            if f.seek(SeekFrom::Start(len.saturating_sub(8192))).is_ok() {
+                let _ = f.read_to_end(&mut tail);
+            }
+        }
+        String::from_utf8_lossy(&tail).into_owned()
+    }
+
+    /// Records that member `i` ended in a way no fault explains.
+    pub fn record_unexpected_exit(&self, i: usize, what: String) {
+        lock(&self.unexpected_exits).push((i, what));
+    }
+
     /// The member that says it leads, if one does (asked of every member).
     pub async fn leader(&self) -> Option<usize> {
         let client = Client::connect(

@@ -282,6 +282,7 @@ impl Nemesis {
         }
         tokio::time::sleep_until(hold_end.into()).await;
         let (mut fired, mut missed, mut stuck) = (Vec::new(), Vec::new(), Vec::new());
+        let mut other = Vec::new();
         for (t, point, addr) in armed {
             // Disarm, then look: a point that fires while being disarmed still kills the
             // member, which the look (after its abort has had time) sees.
@@ -299,7 +300,16 @@ impl Nemesis {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             if !self.cluster.is_running_or_crashed(t) {
-                fired.push((t, point, addr));
+                // It died; at this point only if its log ends with that point's panic.
+                if self.cluster.log_tail(t).contains(&fired_message(&point)) {
+                    fired.push((t, point, addr));
+                } else {
+                    self.cluster.record_unexpected_exit(
+                        t,
+                        format!("died while armed at {point}, but not of that point's panic"),
+                    );
+                    other.push((t, point, addr));
+                }
             } else if disarmed {
                 missed.push((t, point, addr));
             } else {
@@ -313,7 +323,9 @@ impl Nemesis {
         stop["fired"] = json!(shown(&fired));
         stop["not_reached"] = json!(shown(&missed));
         stop["killed_unanswering"] = json!(shown(&stuck));
+        stop["died_otherwise"] = json!(shown(&other));
         fired.extend(stuck);
+        fired.extend(other);
         self.window_stop(Fault::Crash, stop, |c| {
             for (t, _, _) in &fired {
                 restart(c, *t);
@@ -527,9 +539,23 @@ impl Nemesis {
     }
 }
 
+/// What a member's log shows when crash point `point` fired (the `fail` crate's panic).
+fn fired_message(point: &str) -> String {
+    format!("failpoint {point} panic")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message the server's `fail` points panic with, as its panic hook prints it.
+    #[test]
+    fn a_fired_point_is_told_by_its_panic_message() {
+        let log = "thread 'tokio-runtime-worker' panicked at fail-0.5.1/src/lib.rs:488:25:\n\
+                   failpoint raftBeforeSave panic\n";
+        assert!(log.contains(&fired_message("raftBeforeSave")));
+        assert!(!log.contains(&fired_message("raftAfterSave")));
+    }
 
     #[test]
     fn fault_lists_parse() {
