@@ -10,10 +10,13 @@ use common::{free_port, setpoint_bin, Cluster};
 use futures::StreamExt;
 use setpoint_client::proto::etcdserverpb::watch_client::WatchClient;
 use setpoint_client::proto::etcdserverpb::watch_request::RequestUnion;
-use setpoint_client::proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest};
+use setpoint_client::proto::etcdserverpb::{
+    PutRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+};
 use setpoint_client::{Client, ConnectOptions};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
 
 const PUTS: i64 = 4000;
 const VALUE: usize = 2048;
@@ -35,8 +38,8 @@ async fn metric(port: u16, name: &str) -> i64 {
         .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
 }
 
-#[test]
-fn a_stalled_watcher_never_stalls_writes_and_catches_up_later() {
+/// One member serving metrics; the metrics port.
+fn one_member_with_metrics() -> (Cluster, u16) {
     let metrics_port = free_port();
     let metrics_url = format!("http://127.0.0.1:{metrics_port}");
     let cluster = Cluster::start(
@@ -44,29 +47,49 @@ fn a_stalled_watcher_never_stalls_writes_and_catches_up_later() {
         1,
         &["--listen-metrics-urls", metrics_url.as_str()],
     );
+    (cluster, metrics_port)
+}
+
+/// Opens a raw watch stream with one watcher: the request sender (kept open), the response
+/// stream, and the first revision the watcher will report.
+async fn open_watch(
+    ep: &str,
+    create: WatchCreateRequest,
+) -> (mpsc::Sender<WatchRequest>, Streaming<WatchResponse>, i64) {
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(create)),
+    })
+    .await
+    .expect("queue create");
+    let mut wc = WatchClient::connect(ep.to_string()).await.expect("connect");
+    let mut responses = wc
+        .watch(ReceiverStream::new(rx))
+        .await
+        .expect("watch")
+        .into_inner();
+    let created = responses.next().await.expect("created").expect("created");
+    assert!(created.created);
+    let start_rev = created.header.expect("header").revision + 1;
+    (tx, responses, start_rev)
+}
+
+#[test]
+fn a_stalled_watcher_never_stalls_writes_and_catches_up_later() {
+    let (cluster, metrics_port) = one_member_with_metrics();
     let ep = cluster.members[0].client_url();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let (tx, rx) = mpsc::channel(1);
-        tx.send(WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+        let (_requests, mut stalled, start_rev) = open_watch(
+            &ep,
+            WatchCreateRequest {
                 key: b"k".to_vec(),
                 range_end: b"l".to_vec(),
                 prev_kv: true,
                 ..Default::default()
-            })),
-        })
-        .await
-        .expect("queue create");
-        let mut wc = WatchClient::connect(ep.clone()).await.expect("connect");
-        let mut stalled = wc
-            .watch(ReceiverStream::new(rx))
-            .await
-            .expect("watch")
-            .into_inner();
-        let created = stalled.next().await.expect("created").expect("created");
-        assert!(created.created);
-        let start_rev = created.header.expect("header").revision + 1;
+            },
+        )
+        .await;
 
         // The watcher now reads nothing while every put must still complete.
         let client = Client::connect(vec![ep.clone()], ConnectOptions::default())
@@ -142,35 +165,19 @@ fn revisions_queued_for_a_slow_client_arrive_merged() {
     const BIG: i64 = 60;
     const BIG_VALUE: usize = 60 * 1024;
     const SMALL: i64 = 50;
-    let metrics_port = free_port();
-    let metrics_url = format!("http://127.0.0.1:{metrics_port}");
-    let cluster = Cluster::start(
-        &setpoint_bin(),
-        1,
-        &["--listen-metrics-urls", metrics_url.as_str()],
-    );
+    let (cluster, metrics_port) = one_member_with_metrics();
     let ep = cluster.members[0].client_url();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let (tx, rx) = mpsc::channel(1);
-        tx.send(WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+        let (_requests, mut behind, start_rev) = open_watch(
+            &ep,
+            WatchCreateRequest {
                 key: b"m".to_vec(),
                 range_end: b"n".to_vec(),
                 ..Default::default()
-            })),
-        })
-        .await
-        .expect("queue create");
-        let mut wc = WatchClient::connect(ep.clone()).await.expect("connect");
-        let mut behind = wc
-            .watch(ReceiverStream::new(rx))
-            .await
-            .expect("watch")
-            .into_inner();
-        let created = behind.next().await.expect("created").expect("created");
-        assert!(created.created);
-        let start_rev = created.header.expect("header").revision + 1;
+            },
+        )
+        .await;
 
         let client = Client::connect(vec![ep.clone()], ConnectOptions::default())
             .await
