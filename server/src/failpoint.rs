@@ -22,6 +22,13 @@ pub const POINTS: &[&str] = &[
     // before openraft hears.
     "raftBeforeSave",
     "raftAfterSave",
+    // The vote (term and who it went to) written and synced: a vote granted must survive a
+    // crash, or a member could vote twice in one term.
+    "raftBeforeSaveVote",
+    "raftAfterSaveVote",
+    // A follower's log cut back after a conflict with its leader's.
+    "raftBeforeTruncate",
+    "raftAfterTruncate",
     // Apply: one committed entry's state change written to the storage engine.
     "beforeCommit",
     "afterCommit",

@@ -166,7 +166,10 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        self.put_meta(KEY_VOTE, vote, true)
+        fail::fail_point!("raftBeforeSaveVote");
+        self.put_meta(KEY_VOTE, vote, true)?;
+        fail::fail_point!("raftAfterSaveVote");
+        Ok(())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
@@ -212,7 +215,10 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
             index_key(u64::MAX).to_vec(),
         );
         batch.delete(Cf::RaftLog, index_key(u64::MAX).to_vec());
-        self.engine.write(batch, true).map_err(io_err)
+        fail::fail_point!("raftBeforeTruncate");
+        self.engine.write(batch, true).map_err(io_err)?;
+        fail::fail_point!("raftAfterTruncate");
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
