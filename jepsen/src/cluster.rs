@@ -271,17 +271,15 @@ impl Cluster {
     }
 
     fn kill_as(&self, i: usize, armed: bool) {
+        // One that already exited is reaped (and recorded unless armed) by `reap`.
+        if !self.reap(i, armed) {
+            return;
+        }
         let mut members = lock(&self.members);
         let Some(m) = members.get_mut(i) else { return };
         if let Some(mut c) = m.child.take() {
-            if let Ok(Some(status)) = c.try_wait() {
-                if !armed {
-                    lock(&self.unexpected_exits).push((i, status.to_string()));
-                }
-            } else {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            let _ = c.kill();
+            let _ = c.wait();
         }
         m.paused = false;
         lock(&self.pids)[i] = None;
