@@ -39,7 +39,33 @@ pub type Rows = Vec<(u8, Vec<u8>, Vec<u8>)>;
 #[derive(Serialize, Deserialize)]
 pub struct SnapshotFile {
     pub meta: SnapshotMeta,
+    #[serde(with = "row_bytes")]
     pub rows: Rows,
+}
+
+/// Rows with their keys and values serialized as byte strings: bincode copies each whole
+/// rather than visiting it byte by byte, and writes the same bytes (a u64 length, then the
+/// bytes) as for a plain `Vec<u8>`, so snapshots in the older form read unchanged.
+mod row_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    use super::Rows;
+
+    pub fn serialize<S: Serializer>(rows: &Rows, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            rows.iter()
+                .map(|(cf, k, v)| (cf, Bytes::new(k), Bytes::new(v))),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Rows, D::Error> {
+        let rows = Vec::<(u8, ByteBuf, ByteBuf)>::deserialize(d)?;
+        Ok(rows
+            .into_iter()
+            .map(|(cf, k, v)| (cf, k.into_vec(), v.into_vec()))
+            .collect())
+    }
 }
 
 /// Something that can produce a snapshot's rows (reading them is blocking disk work).
@@ -372,6 +398,33 @@ mod tests {
         assert_eq!(checkpoints(dir.path()), 1);
         let current = store.current().expect("current").expect("a snapshot");
         assert_eq!(current.meta, meta(9));
+    }
+
+    #[test]
+    fn rows_encode_as_plain_byte_vectors_did() {
+        #[derive(Serialize, Deserialize)]
+        struct PlainFile {
+            meta: SnapshotMeta,
+            rows: Rows,
+        }
+        let rows: Rows = vec![
+            (0, b"k1".to_vec(), vec![7; 300]),
+            (2, Vec::new(), b"v".to_vec()),
+        ];
+        let file = SnapshotFile {
+            meta: meta(3),
+            rows: rows.clone(),
+        };
+        let bytes = bincode::serialize(&file).expect("serialize");
+        let plain = bincode::serialize(&PlainFile {
+            meta: meta(3),
+            rows: rows.clone(),
+        })
+        .expect("serialize");
+        assert_eq!(bytes, plain);
+        let back: SnapshotFile = bincode::deserialize(&plain).expect("deserialize");
+        assert_eq!(back.rows, rows);
+        assert_eq!(back.meta, meta(3));
     }
 
     #[test]
