@@ -3,7 +3,9 @@
 //! `Applier::apply` takes a committed Raft entry and writes its effect — MVCC data, the new
 //! store revision, member attributes, the Raft membership — together with the entry's log id
 //! in ONE storage batch, so a crash leaves either all of an entry applied or none of it, and a
-//! restart resumes from the recorded log id. It never reads the clock, the network or
+//! restart resumes from the recorded log id. `Applier::apply_into` lets consecutive puts
+//! share that batch (one storage write for many entries, with the last one's log id: all of
+//! them or none), and `Applier::write` writes it. It never reads the clock, the network or
 //! anything local to one member. It does not decide what to replicate (that is `api`), nor
 //! when (that is `raft`).
 
@@ -22,7 +24,7 @@ use setpoint_proto::etcdserverpb::{
 };
 
 use crate::error::{Error, Result};
-use crate::mvcc::KvStore;
+use crate::mvcc::{Changed, KvStore, PublishToken, Unwritten};
 use crate::raft::types::{Entry, LogId, StoredMembership};
 use crate::raft::{ApplyResult, Command, NodeId};
 use crate::storage::{Cf, Engine, ReadView, WriteBatch};
@@ -120,90 +122,138 @@ impl<E: Engine> Applier<E> {
     /// An `Err` means storage failed (the member must stop); request-level failures are
     /// inside the `ApplyResult`.
     pub fn apply(&self, entry: &Entry) -> Result<ApplyResult> {
+        let mut batch = ApplyBatch::default();
+        let result = self.apply_into(entry, &mut batch)?;
+        self.write(&mut batch)?;
+        Ok(result)
+    }
+
+    /// Applies `entry` into `batch`: its effect becomes durable and visible, together with
+    /// everything else in the batch and the last entry's log id, at [`Applier::write`] —
+    /// answer the entry's client only after that. Blank entries and puts join the batch
+    /// (a put reads the batch's earlier puts through [`Unwritten`]); any other entry is
+    /// written alone, after the batch so far is written. An `Err` means storage failed.
+    pub fn apply_into(&self, entry: &Entry, batch: &mut ApplyBatch<E>) -> Result<ApplyResult> {
+        let joins = match entry.payload {
+            EntryPayload::Blank | EntryPayload::Normal(Command::Put(_)) => true,
+            EntryPayload::Membership(_) | EntryPayload::Normal(_) => false,
+        };
+        if !joins {
+            self.write(batch)?;
+        }
         let log_id = entry.log_id();
-        let mut batch = WriteBatch::default();
-        batch.put(
-            Cf::Meta,
-            KEY_APPLIED.to_vec(),
-            bincode::serialize(&log_id).map_err(internal)?,
-        );
+        batch.last = Some(log_id);
+        batch.entries += 1;
         let mut result = ApplyResult {
             revision: self.kv.current_revision(),
             ..Default::default()
         };
-        let mut publish = None;
-        let mut compacted_to = None;
         match entry.payload {
             EntryPayload::Blank => {}
             EntryPayload::Membership(ref m) => {
                 let stored = StoredMembership::new(Some(log_id), m.clone());
-                batch.put(
+                batch.write.put(
                     Cf::Meta,
                     KEY_MEMBERSHIP.to_vec(),
                     bincode::serialize(&stored).map_err(internal)?,
                 );
             }
-            EntryPayload::Normal(ref cmd) => match self.apply_command(cmd, &mut batch) {
-                Ok(outcome) => {
-                    result.revision = outcome.revision;
-                    result.body = outcome.body;
-                    publish = outcome.publish;
-                    compacted_to = outcome.compacted_to;
+            EntryPayload::Normal(ref cmd) => {
+                batch.bytes += cmd.request_len();
+                match self.apply_command(cmd, batch) {
+                    Ok((revision, body)) => {
+                        result.revision = revision;
+                        result.body = body;
+                    }
+                    Err(e @ Error::Internal(_)) => return Err(e),
+                    Err(e) => {
+                        // Nothing of the request went in, but the batch may already hold
+                        // earlier puts: the store's revision is theirs.
+                        result.revision = batch.revision.unwrap_or(result.revision);
+                        result.error = Some(e);
+                    }
                 }
-                Err(e @ Error::Internal(_)) => return Err(e),
-                Err(e) => result.error = Some(e),
-            },
+            }
         }
+        if !joins {
+            self.write(batch)?;
+        }
+        Ok(result)
+    }
+
+    /// Writes `batch` (nothing if it is empty) with the last entry's log id in one storage
+    /// write, then makes its revisions visible and schedules any compaction it holds.
+    pub fn write(&self, batch: &mut ApplyBatch<E>) -> Result<()> {
+        let Some(last) = batch.last.take() else {
+            return Ok(());
+        };
+        let mut write = std::mem::take(&mut batch.write);
+        write.put(
+            Cf::Meta,
+            KEY_APPLIED.to_vec(),
+            bincode::serialize(&last).map_err(internal)?,
+        );
+        let compacted_to = batch.compacted_to.take();
+        let published = std::mem::take(&mut batch.published);
+        batch.unwritten.clear();
+        batch.revision = None;
+        batch.entries = 0;
+        batch.bytes = 0;
         fail::fail_point!("beforeCommit");
         if compacted_to.is_some() {
             fail::fail_point!("compactBeforeCommitScheduledCompact");
         }
-        self.engine.write(batch, false).map_err(internal)?;
+        self.engine.write(write, false).map_err(internal)?;
         fail::fail_point!("afterCommit");
         if compacted_to.is_some() {
             fail::fail_point!("compactAfterCommitScheduledCompact");
         }
-        if let Some(token) = publish {
+        for token in published {
             self.kv.publish(token);
         }
         if let Some(rev) = compacted_to {
             self.compactor.schedule(rev);
         }
-        Ok(result)
+        Ok(())
     }
 
-    fn apply_command(&self, cmd: &Command, batch: &mut WriteBatch) -> Result<Outcome<E>> {
-        let begin = self.kv.current_revision();
+    /// Applies a command into `batch`: the store's revision after it and the encoded response.
+    fn apply_command(&self, cmd: &Command, batch: &mut ApplyBatch<E>) -> Result<(i64, Vec<u8>)> {
         let decode_err =
             |e: prost::DecodeError| Error::Internal(format!("undecodable command: {e}"));
         match cmd {
             Command::Put(bytes) => {
                 let req = PutRequest::decode(bytes.as_slice()).map_err(decode_err)?;
-                let mut w = self.kv.write_txn();
+                let mut w = self.kv.write_txn_over(&batch.unwritten);
+                let begin = w.begin_revision();
                 let resp = txn::put(&mut w, &req, begin)?;
-                Ok(Outcome::written(w, batch, resp.encode_to_vec()))
+                let done = w.into_unwritten_batch(&mut batch.write);
+                Ok(batch.record(done, resp.encode_to_vec()))
             }
             Command::DeleteRange(bytes) => {
                 let req = DeleteRangeRequest::decode(bytes.as_slice()).map_err(decode_err)?;
                 let mut w = self.kv.write_txn();
+                let begin = w.begin_revision();
                 let resp = txn::delete_range(&mut w, &req, begin)?;
-                Ok(Outcome::written(w, batch, resp.encode_to_vec()))
+                let done = w.into_unwritten_batch(&mut batch.write);
+                Ok(batch.record(done, resp.encode_to_vec()))
             }
             Command::Txn(bytes) => {
                 let req = TxnRequest::decode(bytes.as_slice()).map_err(decode_err)?;
                 let mut w = self.kv.write_txn();
+                let begin = w.begin_revision();
                 let resp = txn::txn(&mut w, &req, begin)?;
-                Ok(Outcome::written(w, batch, resp.encode_to_vec()))
+                let done = w.into_unwritten_batch(&mut batch.write);
+                Ok(batch.record(done, resp.encode_to_vec()))
             }
             Command::Compact(bytes) => {
                 let req = CompactionRequest::decode(bytes.as_slice()).map_err(decode_err)?;
-                self.kv.compact(req.revision, batch)?;
-                Ok(Outcome {
-                    revision: begin,
-                    body: CompactionResponse::default().encode_to_vec(),
-                    publish: None,
-                    compacted_to: Some(req.revision),
-                })
+                self.kv.compact(req.revision, &mut batch.write)?;
+                batch.compacted_to = Some(req.revision);
+                Ok((
+                    self.kv.current_revision(),
+                    CompactionResponse::default().encode_to_vec(),
+                ))
             }
             Command::Publish {
                 member_id,
@@ -214,37 +264,200 @@ impl<E: Engine> Applier<E> {
                     name: name.clone(),
                     client_urls: client_urls.clone(),
                 };
-                batch.put(
+                batch.write.put(
                     Cf::Meta,
                     member_key(*member_id),
                     bincode::serialize(&attrs).map_err(internal)?,
                 );
-                Ok(Outcome {
-                    revision: begin,
-                    body: Vec::new(),
-                    publish: None,
-                    compacted_to: None,
-                })
+                Ok((self.kv.current_revision(), Vec::new()))
             }
         }
     }
 }
 
-struct Outcome<E: Engine> {
-    revision: i64,
-    body: Vec<u8>,
-    publish: Option<crate::mvcc::PublishToken<E>>,
+/// Entries applied but not yet written (see [`Applier::apply_into`]).
+pub struct ApplyBatch<E: Engine> {
+    write: WriteBatch,
+    /// What the batch's puts changed, for the next put to read.
+    unwritten: Unwritten,
+    /// Tokens to publish, in order, once written.
+    published: Vec<PublishToken<E>>,
     compacted_to: Option<i64>,
+    /// The store's revision once the batch is written, if a transaction in it ran.
+    revision: Option<i64>,
+    last: Option<LogId>,
+    entries: usize,
+    bytes: usize,
 }
 
-impl<E: Engine> Outcome<E> {
-    fn written(w: crate::mvcc::WriteTxn<'_, E>, batch: &mut WriteBatch, body: Vec<u8>) -> Self {
-        let (revision, token) = w.into_batch(batch);
-        Outcome {
-            revision,
-            body,
-            publish: Some(token),
+impl<E: Engine> Default for ApplyBatch<E> {
+    fn default() -> Self {
+        ApplyBatch {
+            write: WriteBatch::default(),
+            unwritten: Unwritten::default(),
+            published: Vec::new(),
             compacted_to: None,
+            revision: None,
+            last: None,
+            entries: 0,
+            bytes: 0,
         }
+    }
+}
+
+impl<E: Engine> ApplyBatch<E> {
+    /// Entries applied into the batch since it was last written.
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// Bytes of client requests applied into the batch since it was last written.
+    pub fn request_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Records a transaction turned into this batch's write.
+    fn record(
+        &mut self,
+        (revision, token, changed): (i64, PublishToken<E>, Changed),
+        body: Vec<u8>,
+    ) -> (i64, Vec<u8>) {
+        self.unwritten.add(changed);
+        self.published.push(token);
+        self.revision = Some(revision);
+        (revision, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use setpoint_proto::etcdserverpb::{PutResponse, RangeRequest};
+    use setpoint_proto::mvccpb::KeyValue;
+
+    use super::*;
+    use crate::storage::MemoryEngine;
+
+    fn applier() -> Applier<MemoryEngine> {
+        let engine = Arc::new(MemoryEngine::new());
+        let kv = Arc::new(KvStore::open(engine.clone()).expect("kv"));
+        let compactor = Compactor::start(kv.clone()).expect("compactor");
+        Applier::new(engine, kv, compactor)
+    }
+
+    fn entry(index: u64, cmd: Command) -> Entry {
+        Entry::new_normal(
+            openraft::testing::log_id::<crate::raft::types::TypeConfig>(1, 1, index),
+            cmd,
+        )
+    }
+
+    fn put(index: u64, key: &str, value: &str, ignore_value: bool) -> Entry {
+        let req = PutRequest {
+            key: key.into(),
+            value: value.into(),
+            prev_kv: true,
+            ignore_value,
+            ..Default::default()
+        };
+        entry(index, Command::Put(req.encode_to_vec()))
+    }
+
+    fn latest(a: &Applier<MemoryEngine>, key: &str) -> Option<KeyValue> {
+        let req = RangeRequest {
+            key: key.into(),
+            ..Default::default()
+        };
+        a.kv().range(&req).expect("range").kvs.pop()
+    }
+
+    #[test]
+    fn puts_in_one_batch_see_each_other_and_become_visible_together() {
+        let a = applier();
+        let mut batch = ApplyBatch::default();
+        let first = a
+            .apply_into(&put(1, "k", "v1", false), &mut batch)
+            .expect("apply");
+        let second = a
+            .apply_into(&put(2, "k", "", true), &mut batch)
+            .expect("apply");
+        let third = a
+            .apply_into(&put(3, "other", "o", false), &mut batch)
+            .expect("apply");
+        assert_eq!((first.revision, second.revision, third.revision), (2, 3, 4));
+        assert_eq!(batch.entries(), 3);
+        // Nothing is visible or recorded as applied before the batch is written.
+        assert_eq!(a.kv().current_revision(), 1);
+        assert_eq!(latest(&a, "k"), None);
+        assert_eq!(a.applied_state().expect("state").0, None);
+
+        // The second put kept the first one's value and saw it as its previous version.
+        let resp = PutResponse::decode(second.body.as_slice()).expect("decode");
+        let prev = resp.prev_kv.expect("prev_kv");
+        assert_eq!((prev.value.as_slice(), prev.version), (&b"v1"[..], 1));
+
+        a.write(&mut batch).expect("write");
+        assert_eq!(batch.entries(), 0);
+        assert_eq!(a.kv().current_revision(), 4);
+        let k = latest(&a, "k").expect("k");
+        assert_eq!((k.value.as_slice(), k.version), (&b"v1"[..], 2));
+        assert_eq!((k.create_revision, k.mod_revision), (2, 3));
+        assert_eq!(
+            a.applied_state().expect("state").0.map(|l| l.index),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn an_entry_other_than_a_put_writes_the_batch_before_it() {
+        let a = applier();
+        let mut batch = ApplyBatch::default();
+        a.apply_into(&put(1, "a", "1", false), &mut batch)
+            .expect("apply");
+        a.apply_into(&put(2, "b", "2", false), &mut batch)
+            .expect("apply");
+        let del = DeleteRangeRequest {
+            key: "a".into(),
+            range_end: "c".into(),
+            ..Default::default()
+        };
+        let deleted = a
+            .apply_into(
+                &entry(3, Command::DeleteRange(del.encode_to_vec())),
+                &mut batch,
+            )
+            .expect("apply");
+        // The delete ran on the written puts, was written alone, and left nothing pending.
+        assert_eq!(deleted.revision, 4);
+        assert_eq!(batch.entries(), 0);
+        assert_eq!(a.kv().current_revision(), 4);
+        assert_eq!(latest(&a, "a"), None);
+        assert_eq!(
+            a.applied_state().expect("state").0.map(|l| l.index),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn a_failed_put_in_a_batch_changes_nothing_and_reports_the_batch_revision() {
+        let a = applier();
+        let mut batch = ApplyBatch::default();
+        a.apply_into(&put(1, "a", "1", false), &mut batch)
+            .expect("apply");
+        let missing = a
+            .apply_into(&put(2, "nope", "", true), &mut batch)
+            .expect("apply");
+        assert_eq!(
+            missing.error,
+            Some(Error::from(crate::mvcc::MvccError::KeyNotFound))
+        );
+        assert_eq!(missing.revision, 2);
+        let next = a
+            .apply_into(&put(3, "b", "2", false), &mut batch)
+            .expect("apply");
+        assert_eq!(next.revision, 3);
+        a.write(&mut batch).expect("write");
+        assert_eq!(a.kv().current_revision(), 3);
+        assert_eq!(latest(&a, "nope"), None);
     }
 }

@@ -37,15 +37,8 @@ fn check_put<E: Engine>(txn: &WriteTxn<'_, E>, req: &PutRequest) -> Result<()> {
         // Leases are not built yet: no lease exists, as etcd answers for an unknown one.
         return Err(Error::LeaseNotFound);
     }
-    if req.ignore_value || req.ignore_lease {
-        let found = txn.range(&RangeRequest {
-            key: req.key.clone(),
-            count_only: true,
-            ..Default::default()
-        })?;
-        if found.count == 0 {
-            return Err(Error::KeyNotFound);
-        }
+    if (req.ignore_value || req.ignore_lease) && !txn.exists(&req.key)? {
+        return Err(Error::KeyNotFound);
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use super::key_codec::{
 };
 use super::range::{self, RangeOutput};
 use super::revision::Revision;
-use super::txn::{PublishToken, WriteTxn};
+use super::txn::{PublishToken, Unwritten, WriteTxn};
 use super::watchable::WatchHub;
 use crate::storage::{Cf, Engine, ReadView};
 
@@ -185,7 +185,14 @@ impl<E: Engine> KvStore<E> {
 
     /// Begins a write transaction (waiting for the previous one to end).
     pub fn write_txn(&self) -> WriteTxn<'_, E> {
-        WriteTxn::new(self, lock(&self.writer))
+        WriteTxn::new(self, lock(&self.writer), None)
+    }
+
+    /// Begins a write transaction that sees `unwritten` — the changes of transactions turned
+    /// into a batch not yet written to the engine — as the latest state (puts only; see
+    /// `txn`).
+    pub fn write_txn_over<'a>(&'a self, unwritten: &'a Unwritten) -> WriteTxn<'a, E> {
+        WriteTxn::new(self, lock(&self.writer), Some(unwritten))
     }
 
     /// Makes a written transaction visible: call once the batch it was added to is durable.

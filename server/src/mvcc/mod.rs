@@ -27,6 +27,6 @@ pub use error::MvccError;
 pub use kvstore::{EventBatch, KvStore, INITIAL_REVISION};
 pub use range::RangeOutput;
 pub use revision::Revision;
-pub use txn::{PublishToken, WriteTxn};
+pub use txn::{Changed, PublishToken, Unwritten, WriteTxn};
 pub use watchable::{HubStream, Published, WatchHub};
 pub use watcher_group::{KeyRange, WatcherGroup};

@@ -8,6 +8,12 @@
 //! caller, after that batch is durable, hands the returned [`PublishToken`] to
 //! [`KvStore::publish`]; until then readers keep seeing `R`. Transactions are serialized: a
 //! second one waits until the first is turned into a batch or dropped.
+//!
+//! Several puts may share one storage batch: a transaction begun with
+//! [`KvStore::write_txn_over`] reads the [`Unwritten`] changes of the transactions turned into
+//! that batch before it, as the store's latest state, before it reads the engine. Only
+//! [`WriteTxn::put`] may run over unwritten changes; ranges and deletes, which scan the
+//! engine, refuse to.
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
@@ -33,20 +39,60 @@ pub struct WriteTxn<'a, E: Engine> {
     /// The revision the transaction starts from.
     base: i64,
     overlay: Overlay,
+    /// Changes of earlier transactions in a batch the engine does not hold yet.
+    unwritten: Option<&'a Unwritten>,
     batch: WriteBatch,
     changes: Vec<Event>,
 }
 
+/// The latest key-values written by transactions whose batch is not in the engine yet (see
+/// the module documentation). Clear it once that batch is written.
+#[derive(Debug, Default)]
+pub struct Unwritten {
+    latest: Overlay,
+}
+
+impl Unwritten {
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+
+    /// Forgets everything (the batch was written, or dropped).
+    pub fn clear(&mut self) {
+        self.latest.clear();
+    }
+
+    /// Adds a transaction's changes (later ones win).
+    pub fn add(&mut self, changed: Changed) {
+        self.latest.extend(changed.0);
+    }
+}
+
 impl<'a, E: Engine> WriteTxn<'a, E> {
-    pub(super) fn new(store: &'a KvStore<E>, serial: MutexGuard<'a, ()>) -> Self {
+    pub(super) fn new(
+        store: &'a KvStore<E>,
+        serial: MutexGuard<'a, ()>,
+        unwritten: Option<&'a Unwritten>,
+    ) -> Self {
         let base = store.shared.written.load(Ordering::SeqCst);
         WriteTxn {
             store,
             _serial: serial,
             base,
             overlay: Overlay::new(),
+            unwritten: unwritten.filter(|u| !u.is_empty()),
             batch: WriteBatch::new(),
             changes: Vec::new(),
+        }
+    }
+
+    /// Scanning the engine would miss unwritten changes: refuse rather than answer wrong.
+    fn engine_is_latest(&self) -> Result<()> {
+        match self.unwritten {
+            None => Ok(()),
+            Some(_) => Err(MvccError::Corrupt(
+                "a range or delete ran over unwritten changes".into(),
+            )),
         }
     }
 
@@ -74,6 +120,7 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
     /// A range read that sees this transaction's own earlier changes (at revision 0 or at
     /// [`WriteTxn::revision`]); an explicit older revision reads history.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeOutput> {
+        self.engine_is_latest()?;
         let view_rev = self.revision();
         let rev = if req.revision > view_rev {
             return Err(MvccError::FutureRevision);
@@ -93,9 +140,18 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
         }
     }
 
+    /// Whether `key` exists now, as this transaction sees it (its own and unwritten changes
+    /// included).
+    pub fn exists(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.latest(&encode_user_key(key))?.is_some())
+    }
+
     /// The key's current key-value as this transaction sees it.
     fn latest(&self, enc: &[u8]) -> Result<Option<KeyValue>> {
         if let Some(v) = self.overlay.get(enc) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.unwritten.and_then(|u| u.latest.get(enc)) {
             return Ok(v.clone());
         }
         let engine = self.store.engine.as_ref();
@@ -164,6 +220,7 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
     /// `key`; `"\0"`: every key `>= key`) by writing tombstones. Returns the deleted key-values;
     /// deleting nothing changes nothing.
     pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+        self.engine_is_latest()?;
         let Some(range) = KeyRange::new(key, range_end) else {
             return Ok(Vec::new());
         };
@@ -201,11 +258,23 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
     /// it. Returns the revision the store has once `batch` is written (unchanged if nothing
     /// changed) and the token to [`KvStore::publish`] after the write succeeded. Dropping the
     /// token instead (the write failed) lets the next transaction reuse the revision.
-    pub fn into_batch(mut self, batch: &mut WriteBatch) -> (i64, PublishToken<E>) {
+    pub fn into_batch(self, batch: &mut WriteBatch) -> (i64, PublishToken<E>) {
+        let (revision, token, _) = self.into_unwritten_batch(batch);
+        (revision, token)
+    }
+
+    /// [`WriteTxn::into_batch`], also returning the changes for the next transaction over
+    /// the same batch to read: add them to its [`Unwritten`] with [`Unwritten::add`].
+    pub fn into_unwritten_batch(
+        mut self,
+        batch: &mut WriteBatch,
+    ) -> (i64, PublishToken<E>, Changed) {
+        let changed = Changed(std::mem::take(&mut self.overlay));
         if self.changes.is_empty() {
             return (
                 self.base,
                 PublishToken::new(self.store.shared.clone(), self.base, false, Vec::new()),
+                changed,
             );
         }
         let new_rev = self.base + 1;
@@ -216,9 +285,13 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
         (
             new_rev,
             PublishToken::new(self.store.shared.clone(), new_rev, true, changes),
+            changed,
         )
     }
 }
+
+/// What one transaction changed, for the [`Unwritten`] of the batch it went into.
+pub struct Changed(Overlay);
 
 /// Proof that a transaction's batch was handed out; give it to [`KvStore::publish`] once the
 /// batch is durable. If dropped unpublished, the revision it reserved is released.

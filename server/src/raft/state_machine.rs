@@ -19,8 +19,14 @@ use super::io_err;
 use super::log_store::LogStore;
 use super::snapshot::{SnapshotData, SnapshotStore, REPLICATED};
 use super::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::apply::Applier;
+use crate::apply::{Applier, ApplyBatch};
 use crate::storage::{Engine, WriteBatch};
+
+/// Most entries applied into one storage write (a batch of puts also costs memory until it is
+/// written: every put's events and response wait in it).
+const BATCH_ENTRIES: usize = 128;
+/// Most client request bytes applied into one storage write.
+const BATCH_BYTES: usize = 4 << 20;
 
 /// The state machine handed to openraft.
 pub struct StateMachine<E: Engine> {
@@ -152,11 +158,28 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        // Entries are applied into one storage write until the stream has no more or the
+        // batch is full; their clients are answered once it is written.
+        let mut batch = ApplyBatch::default();
+        let mut answers = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
-            let result = self.applier.apply(&entry).map_err(io_err)?;
+            let result = self
+                .applier
+                .apply_into(&entry, &mut batch)
+                .map_err(io_err)?;
             if let Some(responder) = responder {
-                responder.send(result);
+                answers.push((responder, result));
             }
+            if batch.entries() >= BATCH_ENTRIES || batch.request_bytes() >= BATCH_BYTES {
+                self.applier.write(&mut batch).map_err(io_err)?;
+                for (responder, result) in answers.drain(..) {
+                    responder.send(result);
+                }
+            }
+        }
+        self.applier.write(&mut batch).map_err(io_err)?;
+        for (responder, result) in answers {
+            responder.send(result);
         }
         Ok(())
     }
