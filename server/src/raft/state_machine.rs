@@ -159,7 +159,8 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         // Entries are applied into one storage write until the stream has no more or the
-        // batch is full; their clients are answered once it is written.
+        // batch is full; their clients are answered as soon as it is written (an entry that
+        // is written alone writes the batch before it too).
         let mut batch = ApplyBatch::default();
         let mut answers = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
@@ -172,6 +173,8 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
             }
             if batch.entries() >= BATCH_ENTRIES || batch.request_bytes() >= BATCH_BYTES {
                 self.applier.write(&mut batch).map_err(io_err)?;
+            }
+            if batch.entries() == 0 {
                 for (responder, result) in answers.drain(..) {
                     responder.send(result);
                 }

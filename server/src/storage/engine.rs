@@ -268,6 +268,10 @@ pub trait Engine: ReadView + Send + Sync + 'static {
     /// Makes every write so far durable (one fsync of the write-ahead log).
     fn sync_wal(&self) -> Result<()>;
 
+    /// Hands every write so far to the operating system without an fsync: it then survives
+    /// a crash of this process, though not a power loss.
+    fn write_out_wal(&self) -> Result<()>;
+
     /// Persists in-memory state (memtables) to the engine's files and waits for it.
     fn flush(&self) -> Result<()>;
 

@@ -144,6 +144,10 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    fn write_out_wal(&self) -> Result<()> {
+        Ok(())
+    }
+
     fn flush(&self) -> Result<()> {
         Ok(())
     }

@@ -34,10 +34,11 @@ const RECYCLED_WAL_FILES: usize = 8;
 
 /// Writes that are not synced stay in RocksDB's own WAL buffer instead of costing a `write`
 /// system call each (`manual_wal_flush`); the next synced write, `sync_wal` or checkpoint
-/// writes the buffer out before its fsync, in order. So a crash of the process now loses
-/// what a power loss always could: the tail of unsynced writes (applied entries, which the
-/// synced Raft log replays, and bookkeeping such as the commit index), never a synced one,
-/// and what survives is still a prefix of the writes.
+/// writes the buffer out before its fsync, in order, and `write_out_wal` hands it to the
+/// operating system without one (the log store does, with each new commit index). So a crash
+/// of the process loses at most the applies since the last commit index was written out —
+/// which a restart re-applies from the synced Raft log — never a synced write, and what
+/// survives is always a prefix of the writes.
 const MANUAL_WAL_FLUSH: bool = true;
 
 /// Table files a checkpoint opened for reading keeps open (the live store keeps them all).
@@ -197,13 +198,17 @@ impl Engine for RocksEngine {
         if sync && self.no_fsync {
             // Without fsync a "synced" write still reaches the page cache, as etcd's
             // --unsafe-no-fsync does: only a power loss may lose it, not a crash.
-            self.db.flush_wal(false)?;
+            self.write_out_wal()?;
         }
         Ok(())
     }
 
     fn sync_wal(&self) -> Result<()> {
         Ok(self.db.flush_wal(!self.no_fsync)?)
+    }
+
+    fn write_out_wal(&self) -> Result<()> {
+        Ok(self.db.flush_wal(false)?)
     }
 
     fn flush(&self) -> Result<()> {
