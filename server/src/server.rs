@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use openraft::rt::WatchReceiver;
 use setpoint_proto::etcdserverpb::cluster_server::ClusterServer;
 use setpoint_proto::etcdserverpb::kv_server::KvServer;
 use setpoint_proto::etcdserverpb::maintenance_server::MaintenanceServer;
@@ -145,9 +146,11 @@ pub async fn run(
     let network = Network {
         append_timeout: config.election_timeout,
     };
+    let syncs = log_store.clone();
     let raft = Raft::new(id, Arc::new(raft_config), network, log_store, state_machine)
         .await
         .context("start raft")?;
+    tokio::spawn(defer_syncs_with_peers(raft.clone(), syncs));
     if !config.existing_cluster && !raft.is_initialized().await.context("raft state")? {
         // Every member initializes with the same membership; openraft accepts that.
         if let Err(e) = raft.initialize(members.clone()).await {
@@ -285,6 +288,24 @@ async fn publish(ctx: Ctx, name: String, client_urls: Vec<String>) {
                 tracing::debug!(error = %e, "publish not done yet");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+    }
+}
+
+/// Keeps the log store's fsyncs deferred (overlapping replication) while this member leads
+/// others, and inline while it follows (it answers its leader only once synced: nothing to
+/// overlap) or is alone (see `raft::log_store`).
+async fn defer_syncs_with_peers(raft: Raft, log: LogStore<RocksEngine>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let leads_others = {
+            let m = metrics.borrow_watched();
+            m.current_leader == Some(m.id)
+                && m.membership_config.nodes().any(|(node, _)| *node != m.id)
+        };
+        log.defer_syncs(leads_others);
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -14,7 +14,10 @@ use crate::apply::{Applier, Compactor};
 use crate::mvcc::KvStore;
 use crate::storage::RocksEngine;
 
-struct RocksBuilder;
+/// Builds stores whose appends sync inline, or on the syncer thread (`defer`).
+struct RocksBuilder {
+    defer: bool,
+}
 
 impl StoreBuilder<TypeConfig, LogStore<RocksEngine>, StateMachine<RocksEngine>, tempfile::TempDir>
     for RocksBuilder
@@ -38,6 +41,7 @@ impl StoreBuilder<TypeConfig, LogStore<RocksEngine>, StateMachine<RocksEngine>, 
         let compactor = Compactor::start(kv.clone()).map_err(|e| err(&e))?;
         let applier = Arc::new(Applier::new(engine.clone(), kv, compactor));
         let log = LogStore::new(engine.clone()).map_err(|e| err(&e))?;
+        log.defer_syncs(self.defer);
         let sm = StateMachine::open(engine, applier, &dir.path().join("snap"), &log)
             .map_err(|e| err(&e))?;
         Ok((dir, log, sm))
@@ -46,5 +50,11 @@ impl StoreBuilder<TypeConfig, LogStore<RocksEngine>, StateMachine<RocksEngine>, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_conformance_suite_passes() -> Result<(), StorageError<TypeConfig>> {
-    Suite::test_all(RocksBuilder).await
+    Suite::test_all(RocksBuilder { defer: false }).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_conformance_suite_passes_with_deferred_syncs(
+) -> Result<(), StorageError<TypeConfig>> {
+    Suite::test_all(RocksBuilder { defer: true }).await
 }
