@@ -293,15 +293,15 @@ async fn publish(ctx: Ctx, name: String, client_urls: Vec<String>) {
 }
 
 /// Keeps the log store's fsyncs deferred (overlapping replication) while this member leads
-/// others, and inline while it follows (it answers its leader only once synced: nothing to
+/// other voters, and inline while it follows (it answers its leader only once synced: nothing to
 /// overlap) or is alone (see `raft::log_store`).
 async fn defer_syncs_with_peers(raft: Raft, log: LogStore<RocksEngine>) {
     let mut metrics = raft.metrics();
     loop {
         let leads_others = {
             let m = metrics.borrow_watched();
-            m.current_leader == Some(m.id)
-                && m.membership_config.nodes().any(|(node, _)| *node != m.id)
+            // Learners do not count towards a commit: only other voters' fsyncs overlap.
+            m.current_leader == Some(m.id) && m.membership_config.voter_ids().any(|v| v != m.id)
         };
         log.defer_syncs(leads_others);
         if metrics.changed().await.is_err() {

@@ -85,16 +85,21 @@ impl Syncer {
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    let synced = if batch.iter().any(|j| matches!(j, Job::Flushed(_))) {
+                    let appends = batch.iter().any(|j| matches!(j, Job::Flushed(_)));
+                    let synced = if appends {
                         syncs.fetch_add(1, Ordering::Relaxed);
-                        match engine.upgrade() {
+                        // A panic here must still reach every queued report (as an error):
+                        // an unreported append would never count as flushed.
+                        let sync = || match engine.upgrade() {
                             Some(engine) => engine.sync_wal().map_err(|e| e.to_string()),
                             None => Err("the log store is closed".to_string()),
-                        }
+                        };
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(sync))
+                            .unwrap_or_else(|_| Err("the log fsync panicked".to_string()))
                     } else {
                         Ok(())
                     };
-                    if synced.is_ok() {
+                    if appends && synced.is_ok() {
                         after_save();
                     }
                     for job in batch {

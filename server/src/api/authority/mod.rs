@@ -8,8 +8,12 @@
 //! frames), which it decodes with the client's HPACK context, repairs (`http://h:p` becomes
 //! `h:p`; a value nothing valid can be taken from is dropped, `:authority` being optional) and
 //! re-encodes, every block, as literals without indexing, so h2's own HPACK table stays empty
-//! and can never disagree with what the client meant. [`incoming`] wraps a listener for
-//! `tonic::transport::Server::serve_with_incoming_shutdown`.
+//! and can never disagree with what the client meant. The first header block of a connection
+//! decides: if it needs no repair, it and everything after it pass untouched (clients keep
+//! one `:authority` per connection — grpc-go per ClientConn — so the rest would not need one
+//! either, and decoding every block cost ~7 % of the server's instructions per request;
+//! a later block with a malformed value then meets h2's own refusal, as without this layer).
+//! [`incoming`] wraps a listener for `tonic::transport::Server::serve_with_incoming_shutdown`.
 //!
 //! What it is not: a general HTTP/2 proxy or validator. Other frames, and every protocol rule
 //! other than header-block framing, are left to h2 (which still rejects what it should).
@@ -211,6 +215,8 @@ enum Phase {
     Frames,
     /// Not HTTP/2 (the preface did not match): everything passes through, h2 rejects it.
     Raw,
+    /// The first header block needed no repair: everything after it passes through.
+    Through,
 }
 
 /// A HEADERS or CONTINUATION frame whose payload is being gathered.
@@ -247,6 +253,8 @@ struct Rewriter {
     /// The header block under assembly (HPACK fragments, padding and priority removed).
     block: Vec<u8>,
     hpack: hpack::Decoder,
+    /// The connection's first header block has been seen (and chose rewriting or passing).
+    decided: bool,
     /// Scratch: the re-encoded block.
     enc: Vec<u8>,
     out: Vec<u8>,
@@ -268,6 +276,7 @@ impl Rewriter {
             info: None,
             block: Vec::new(),
             hpack: hpack::Decoder::new(HEADER_TABLE_SIZE),
+            decided: false,
             enc: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -406,7 +415,7 @@ impl Rewriter {
         }
         while r < len {
             match self.phase {
-                Phase::Raw => {
+                Phase::Raw | Phase::Through => {
                     let n = len - r;
                     keep(data, &mut r, &mut w, n);
                 }
@@ -533,7 +542,8 @@ impl Rewriter {
     }
 
     /// Decodes the complete header block, repairs `:authority`, and puts the re-encoded block,
-    /// framed, in `self.out`.
+    /// framed, in `self.out` — or, for a connection's first block that needs no repair, the
+    /// block as received, after which the connection passes through (see the module doc).
     fn rewrite_block(&mut self) -> io::Result<()> {
         let info = self
             .info
@@ -541,12 +551,14 @@ impl Rewriter {
             .ok_or_else(|| invalid("header block without HEADERS"))?;
         self.enc.clear();
         let enc = &mut self.enc;
+        let mut repaired = false;
         self.hpack
             .decode(&self.block, |name, value| {
                 let value = if name == b":authority" {
                     match fixed_authority(value) {
                         Some(v) if v.len() == value.len() => v,
                         Some(v) => {
+                            repaired = true;
                             if tracing::enabled!(tracing::Level::DEBUG) {
                                 let (from, to) =
                                     (String::from_utf8_lossy(value), String::from_utf8_lossy(v));
@@ -555,6 +567,7 @@ impl Rewriter {
                             v
                         }
                         None => {
+                            repaired = true;
                             if tracing::enabled!(tracing::Level::DEBUG) {
                                 let value = String::from_utf8_lossy(value);
                                 tracing::debug!(%value, "dropped invalid :authority");
@@ -575,9 +588,16 @@ impl Rewriter {
                 hpack::Error::Hpack(msg) => invalid(msg),
                 hpack::Error::Emit(e) => e,
             })?;
+        if !repaired && !self.decided {
+            // The client's own encoding, so h2's table follows the client's from here on.
+            write_frames(&mut self.out, &self.block, &info);
+            self.phase = Phase::Through;
+        } else {
+            write_frames(&mut self.out, &self.enc, &info);
+        }
+        self.decided = true;
         self.block.clear();
         shrink(&mut self.block);
-        write_frames(&mut self.out, &self.enc, &info);
         shrink(&mut self.enc);
         Ok(())
     }
