@@ -29,7 +29,8 @@ pub const POINTS: &[&str] = &[
     // A follower's log cut back after a conflict with its leader's.
     "raftBeforeTruncate",
     "raftAfterTruncate",
-    // Apply: one committed entry's state change written to the storage engine.
+    // Apply: committed entries' state change written to the storage engine (one entry, or a
+    // run of puts applied as one write).
     "beforeCommit",
     "afterCommit",
     // A compaction's record (the apply of a Compact request).
