@@ -296,7 +296,8 @@ async fn publish(ctx: Ctx, name: String, client_urls: Vec<String>) {
 /// other voters, and inline while it follows (it answers its leader only once synced: nothing to
 /// overlap) or is alone (see `raft::log_store`).
 async fn defer_syncs_with_peers(raft: Raft, log: LogStore<RocksEngine>) {
-    let mut metrics = raft.metrics();
+    // Server metrics change only with the leader, vote or membership (not with every write).
+    let mut metrics = raft.server_metrics();
     loop {
         let leads_others = {
             let m = metrics.borrow_watched();
