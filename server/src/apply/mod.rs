@@ -195,7 +195,7 @@ impl<E: Engine> Applier<E> {
         );
         let compacted_to = batch.compacted_to.take();
         let published = std::mem::take(&mut batch.published);
-        batch.unwritten.clear();
+        batch.unwritten.seal(&mut write);
         batch.revision = None;
         batch.entries = 0;
         batch.bytes = 0;
@@ -405,7 +405,15 @@ mod tests {
         assert_eq!(
             a.applied_state().expect("state").0.map(|l| l.index),
             Some(3)
-        );
+        ); // The batch recorded the store's revision once, as the last put left it.
+        assert_eq!(reopened_revision(&a), 4);
+    }
+
+    /// The current revision a store reopened over the same engine starts with.
+    fn reopened_revision(a: &Applier<MemoryEngine>) -> i64 {
+        KvStore::open(a.kv().engine().clone())
+            .expect("reopen")
+            .current_revision()
     }
 
     #[test]
@@ -431,6 +439,7 @@ mod tests {
         assert_eq!(deleted.revision, 4);
         assert_eq!(batch.entries(), 0);
         assert_eq!(a.kv().current_revision(), 4);
+        assert_eq!(reopened_revision(&a), 4);
         assert_eq!(latest(&a, "a"), None);
         assert_eq!(
             a.applied_state().expect("state").0.map(|l| l.index),
@@ -458,6 +467,7 @@ mod tests {
         assert_eq!(next.revision, 3);
         a.write(&mut batch).expect("write");
         assert_eq!(a.kv().current_revision(), 3);
+        assert_eq!(reopened_revision(&a), 3);
         assert_eq!(latest(&a, "nope"), None);
     }
 }

@@ -50,6 +50,9 @@ pub struct WriteTxn<'a, E: Engine> {
 #[derive(Debug, Default)]
 pub struct Unwritten {
     latest: Overlay,
+    /// The store's revision once the batch is written, if a transaction in it changed
+    /// anything.
+    revision: Option<i64>,
 }
 
 impl Unwritten {
@@ -57,14 +60,21 @@ impl Unwritten {
         self.latest.is_empty()
     }
 
-    /// Forgets everything (the batch was written, or dropped).
-    pub fn clear(&mut self) {
+    /// Records the batch's new current revision in `batch` (once for all its transactions)
+    /// and forgets everything: call it right before `batch` is written.
+    pub fn seal(&mut self, batch: &mut WriteBatch) {
+        if let Some(rev) = self.revision.take() {
+            record_revision(batch, rev);
+        }
         self.latest.clear();
     }
 
     /// Adds a transaction's changes (later ones win).
     pub fn add(&mut self, changed: Changed) {
-        self.latest.extend(changed.0);
+        self.latest.extend(changed.latest);
+        if changed.revision.is_some() {
+            self.revision = changed.revision;
+        }
     }
 }
 
@@ -259,17 +269,25 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
     /// changed) and the token to [`KvStore::publish`] after the write succeeded. Dropping the
     /// token instead (the write failed) lets the next transaction reuse the revision.
     pub fn into_batch(self, batch: &mut WriteBatch) -> (i64, PublishToken<E>) {
-        let (revision, token, _) = self.into_unwritten_batch(batch);
+        let (revision, token, changed) = self.into_unwritten_batch(batch);
+        if let Some(rev) = changed.revision {
+            record_revision(batch, rev);
+        }
         (revision, token)
     }
 
-    /// [`WriteTxn::into_batch`], also returning the changes for the next transaction over
-    /// the same batch to read: add them to its [`Unwritten`] with [`Unwritten::add`].
+    /// [`WriteTxn::into_batch`] for a batch shared by several transactions: the changes go
+    /// into `batch` but the new current revision does not; the returned [`Changed`] must be
+    /// added to the batch's [`Unwritten`] ([`Unwritten::add`]), which records the revision
+    /// once for the whole batch when sealed ([`Unwritten::seal`]) before it is written.
     pub fn into_unwritten_batch(
         mut self,
         batch: &mut WriteBatch,
     ) -> (i64, PublishToken<E>, Changed) {
-        let changed = Changed(std::mem::take(&mut self.overlay));
+        let mut changed = Changed {
+            latest: std::mem::take(&mut self.overlay),
+            revision: None,
+        };
         if self.changes.is_empty() {
             return (
                 self.base,
@@ -279,7 +297,7 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
         }
         let new_rev = self.base + 1;
         batch.append(&mut self.batch);
-        batch.put(Cf::Meta, META_CURRENT_REVISION, new_rev.to_be_bytes());
+        changed.revision = Some(new_rev);
         self.store.shared.written.store(new_rev, Ordering::SeqCst);
         let changes = std::mem::take(&mut self.changes);
         (
@@ -291,7 +309,16 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
 }
 
 /// What one transaction changed, for the [`Unwritten`] of the batch it went into.
-pub struct Changed(Overlay);
+pub struct Changed {
+    latest: Overlay,
+    /// The store's revision after it, if it changed anything.
+    revision: Option<i64>,
+}
+
+/// Records `revision` as the store's current one in `batch`.
+fn record_revision(batch: &mut WriteBatch, revision: i64) {
+    batch.put(Cf::Meta, META_CURRENT_REVISION, revision.to_be_bytes());
+}
 
 /// Proof that a transaction's batch was handed out; give it to [`KvStore::publish`] once the
 /// batch is durable. If dropped unpublished, the revision it reserved is released.
