@@ -169,7 +169,7 @@ impl<E: Engine> Applier<E> {
                     Err(e) => {
                         // Nothing of the request went in, but the batch may already hold
                         // earlier puts: the store's revision is theirs.
-                        result.revision = batch.revision.unwrap_or(result.revision);
+                        result.revision = batch.unwritten.revision().unwrap_or(result.revision);
                         result.error = Some(e);
                     }
                 }
@@ -184,21 +184,23 @@ impl<E: Engine> Applier<E> {
     /// Writes `batch` (nothing if it is empty) with the last entry's log id in one storage
     /// write, then makes its revisions visible and schedules any compaction it holds.
     pub fn write(&self, batch: &mut ApplyBatch<E>) -> Result<()> {
-        let Some(last) = batch.last.take() else {
+        let ApplyBatch {
+            mut write,
+            mut unwritten,
+            published,
+            compacted_to,
+            last: Some(last),
+            ..
+        } = std::mem::take(batch)
+        else {
             return Ok(());
         };
-        let mut write = std::mem::take(&mut batch.write);
         write.put(
             Cf::Meta,
             KEY_APPLIED.to_vec(),
             bincode::serialize(&last).map_err(internal)?,
         );
-        let compacted_to = batch.compacted_to.take();
-        let published = std::mem::take(&mut batch.published);
-        batch.unwritten.seal(&mut write);
-        batch.revision = None;
-        batch.entries = 0;
-        batch.bytes = 0;
+        unwritten.seal(&mut write);
         fail::fail_point!("beforeCommit");
         if compacted_to.is_some() {
             fail::fail_point!("compactBeforeCommitScheduledCompact");
@@ -283,8 +285,6 @@ pub struct ApplyBatch<E: Engine> {
     /// Tokens to publish, in order, once written.
     published: Vec<PublishToken<E>>,
     compacted_to: Option<i64>,
-    /// The store's revision once the batch is written, if a transaction in it ran.
-    revision: Option<i64>,
     last: Option<LogId>,
     entries: usize,
     bytes: usize,
@@ -297,7 +297,6 @@ impl<E: Engine> Default for ApplyBatch<E> {
             unwritten: Unwritten::default(),
             published: Vec::new(),
             compacted_to: None,
-            revision: None,
             last: None,
             entries: 0,
             bytes: 0,
@@ -324,7 +323,6 @@ impl<E: Engine> ApplyBatch<E> {
     ) -> (i64, Vec<u8>) {
         self.unwritten.add(changed);
         self.published.push(token);
-        self.revision = Some(revision);
         (revision, body)
     }
 }

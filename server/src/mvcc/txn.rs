@@ -60,6 +60,11 @@ impl Unwritten {
         self.latest.is_empty()
     }
 
+    /// The store's revision once the batch is written, if a transaction in it changed anything.
+    pub fn revision(&self) -> Option<i64> {
+        self.revision
+    }
+
     /// Records the batch's new current revision in `batch` (once for all its transactions)
     /// and forgets everything: call it right before `batch` is written.
     pub fn seal(&mut self, batch: &mut WriteBatch) {
