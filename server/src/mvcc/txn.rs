@@ -46,7 +46,7 @@ pub struct WriteTxn<'a, E: Engine> {
 }
 
 /// The latest key-values written by transactions whose batch is not in the engine yet (see
-/// the module documentation). Clear it once that batch is written.
+/// the module documentation). Seal it ([`Unwritten::seal`]) right before that batch is written.
 #[derive(Debug, Default)]
 pub struct Unwritten {
     latest: Overlay,
