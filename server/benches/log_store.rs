@@ -20,6 +20,7 @@ use prost::Message;
 use setpoint_proto::etcdserverpb::PutRequest;
 use setpoint_server::raft::log_store::LogStore;
 use setpoint_server::raft::types::Entry;
+use setpoint_server::raft::wal::WalOptions;
 use setpoint_server::raft::{Command, TypeConfig};
 use setpoint_server::storage::RocksEngine;
 
@@ -52,7 +53,8 @@ fn log_store(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine =
         std::sync::Arc::new(RocksEngine::open(&dir.path().join("db")).expect("open rocksdb"));
-    let mut log = LogStore::new(engine).expect("log store");
+    let mut log = LogStore::open(engine, &dir.path().join("raft-log"), WalOptions::default())
+        .expect("log store");
     let payload = PutRequest {
         key: b"key/0000/00".to_vec(),
         value: vec![b'v'; VALUE_BYTES],

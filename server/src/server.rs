@@ -35,6 +35,7 @@ use crate::raft::network::{Network, MAX_PEER_MESSAGE, PEER_CONNECTION_WINDOW, PE
 use crate::raft::peer_service::PeerService;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::types::Raft;
+use crate::raft::wal::WalOptions;
 use crate::raft::{Command, Member, NodeId, RaftNode};
 use crate::storage::RocksEngine;
 
@@ -85,7 +86,12 @@ pub async fn run(
     let kv = Arc::new(KvStore::open(engine.clone()).context("open mvcc store")?);
     let compactor = Compactor::start(kv.clone())?;
     let applier = Arc::new(Applier::new(engine.clone(), kv.clone(), compactor.clone()));
-    let log_store = LogStore::new(engine.clone())?;
+    let log_opts = WalOptions {
+        fsync: !config.unsafe_no_fsync,
+        ..WalOptions::default()
+    };
+    let log_store = LogStore::open(engine.clone(), &config.data_dir.join("raft-log"), log_opts)
+        .context("open the raft log")?;
     // Snapshots were once one serialized file; a member upgraded from then rebuilds them.
     match std::fs::remove_file(config.data_dir.join("snapshot.bin")) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

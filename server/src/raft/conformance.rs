@@ -10,6 +10,7 @@ use openraft::StorageError;
 use super::log_store::LogStore;
 use super::state_machine::StateMachine;
 use super::types::TypeConfig;
+use super::wal::WalOptions;
 use crate::apply::{Applier, Compactor};
 use crate::mvcc::KvStore;
 use crate::storage::RocksEngine;
@@ -40,11 +41,24 @@ impl StoreBuilder<TypeConfig, LogStore<RocksEngine>, StateMachine<RocksEngine>, 
         let kv = Arc::new(KvStore::open(engine.clone()).map_err(|e| err(&e))?);
         let compactor = Compactor::start(kv.clone()).map_err(|e| err(&e))?;
         let applier = Arc::new(Applier::new(engine.clone(), kv, compactor));
-        let log = LogStore::new(engine.clone()).map_err(|e| err(&e))?;
+        let log = LogStore::open(
+            engine.clone(),
+            &dir.path().join("raft-log"),
+            small_segments(),
+        )
+        .map_err(|e| err(&e))?;
         log.defer_syncs(self.defer);
         let sm = StateMachine::open(engine, applier, &dir.path().join("snap"), &log)
             .map_err(|e| err(&e))?;
         Ok((dir, log, sm))
+    }
+}
+
+/// Segments small enough that the suite's appends roll over to new ones.
+fn small_segments() -> WalOptions {
+    WalOptions {
+        segment_bytes: 4096,
+        ..WalOptions::default()
     }
 }
 

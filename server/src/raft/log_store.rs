@@ -1,9 +1,10 @@
-//! The Raft log and vote, kept in the storage engine.
+//! The Raft log store handed to openraft: entries in the log's own files ([`super::wal`]),
+//! the vote, commit index and purged log id in the storage engine (`Cf::RaftMeta`).
 //!
-//! `append` writes a batch of entries to `Cf::RaftLog` (key: index, big-endian) and tells
-//! openraft the entries are flushed only once the write-ahead log holding them is fsynced, so
-//! nothing is acknowledged before it is on disk. Two ways, chosen per append:
-//! - Inline (a single-member cluster): one synced write on the caller's thread. openraft
+//! `append` writes a batch of entries to the log files and tells openraft the entries are
+//! flushed only once they are fsynced, so nothing is acknowledged before it is on disk. Two
+//! ways, chosen per append:
+//! - Inline (a single-member cluster): a write and an fsync on the caller's thread. openraft
 //!   appends from one task, and every proposal that arrives while an fsync runs is handed over
 //!   as one batch in the next append — that is the group commit (many client writes, one
 //!   fsync), with no hand-off to another thread on the way (a syncer thread cost a wake-up
@@ -15,11 +16,14 @@
 //!
 //! Vote writes, truncations and purges first wait for every deferred append to be reported,
 //! so openraft hears of its IOs in the order it issued them. The vote is written
-//! synchronously. This module knows nothing of what the entries mean.
+//! synchronously; a purge records the purged log id durably before it deletes log files.
+//! Entries that an earlier version kept in the engine (`Cf::RaftLog`) are moved to the log
+//! files when the store is opened. This module knows nothing of what the entries mean.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Weak};
 
@@ -29,6 +33,7 @@ use openraft::{OptionalSend, RaftLogReader};
 
 use super::io_err;
 use super::types::{Entry, LogId, TypeConfig, Vote};
+use super::wal::{Wal, WalOptions};
 use crate::storage::{Cf, Engine, WriteBatch};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -38,7 +43,8 @@ const KEY_COMMITTED: &[u8] = b"committed";
 /// The log store handed to openraft; cheap to clone (it is also its own reader).
 pub struct LogStore<E: Engine> {
     engine: Arc<E>,
-    /// WAL fsyncs done for `append` (see [`LogStore::wal_syncs`]).
+    wal: Arc<Wal>,
+    /// Log fsyncs done for `append` (see [`LogStore::wal_syncs`]).
     syncs: Arc<AtomicU64>,
     /// Whether appends leave their fsync to the syncer thread.
     defer: Arc<AtomicBool>,
@@ -49,6 +55,7 @@ impl<E: Engine> Clone for LogStore<E> {
     fn clone(&self) -> Self {
         LogStore {
             engine: self.engine.clone(),
+            wal: self.wal.clone(),
             syncs: self.syncs.clone(),
             defer: self.defer.clone(),
             syncer: self.syncer.clone(),
@@ -58,15 +65,15 @@ impl<E: Engine> Clone for LogStore<E> {
 
 /// What the syncer thread is handed, in the order openraft issued the IOs.
 enum Job {
-    /// An append written unsynced: report it once the WAL is fsynced.
+    /// An append written unsynced: report it once the log is fsynced.
     Flushed(IOFlushed<TypeConfig>),
     /// Answered once every job before it is done.
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
-/// The handle to the syncer thread, which fsyncs the write-ahead log for deferred appends:
-/// once for everything queued when it wakes (its own group commit), then reports each in
-/// order. It holds the engine weakly and ends with the last handle.
+/// The handle to the syncer thread, which fsyncs the log files for deferred appends: once
+/// for everything queued when it wakes (its own group commit), then reports each in order.
+/// It holds the log weakly and ends with the last handle.
 #[derive(Clone)]
 struct Syncer {
     jobs: mpsc::Sender<Job>,
@@ -75,7 +82,7 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start<E: Engine>(engine: Weak<E>, syncs: Arc<AtomicU64>) -> io::Result<Self> {
+    fn start(wal: Weak<Wal>, syncs: Arc<AtomicU64>) -> io::Result<Self> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let pending = Arc::new(AtomicUsize::new(0));
         let left = pending.clone();
@@ -90,8 +97,8 @@ impl Syncer {
                         syncs.fetch_add(1, Ordering::Relaxed);
                         // A panic here must still reach every queued report (as an error):
                         // an unreported append would never count as flushed.
-                        let sync = || match engine.upgrade() {
-                            Some(engine) => engine.sync_wal().map_err(|e| e.to_string()),
+                        let sync = || match wal.upgrade() {
+                            Some(wal) => wal.sync().map_err(|e| e.to_string()),
                             None => Err("the log store is closed".to_string()),
                         };
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(sync))
@@ -158,12 +165,16 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 impl<E: Engine> LogStore<E> {
-    /// Opens the log over `engine`.
-    pub fn new(engine: Arc<E>) -> io::Result<Self> {
+    /// Opens the log: its entries in `dir`, the rest in `engine`.
+    pub fn open(engine: Arc<E>, dir: &Path, opts: WalOptions) -> io::Result<Self> {
+        let purged: Option<LogId> = get_meta(&*engine, KEY_PURGED)?;
+        let wal = Arc::new(Wal::open(dir, opts, purged.map(|p| p.index))?);
+        move_engine_entries(&*engine, &wal)?;
         let syncs = Arc::new(AtomicU64::new(0));
-        let syncer = Syncer::start(Arc::downgrade(&engine), syncs.clone())?;
+        let syncer = Syncer::start(Arc::downgrade(&wal), syncs.clone())?;
         Ok(LogStore {
             engine,
+            wal,
             syncs,
             defer: Arc::new(AtomicBool::new(false)),
             syncer,
@@ -176,7 +187,7 @@ impl<E: Engine> LogStore<E> {
         self.defer.store(on, Ordering::Relaxed);
     }
 
-    /// WAL fsyncs `append` has done so far (failed ones included). Entries appended divided
+    /// Log fsyncs `append` has done so far (failed ones included). Entries appended divided
     /// by this is the group-commit factor (entries per fsync), which `benches/log_store.rs`
     /// reports. Synced vote writes and truncations are not counted.
     pub fn wal_syncs(&self) -> u64 {
@@ -184,10 +195,7 @@ impl<E: Engine> LogStore<E> {
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        match self.engine.get(Cf::RaftMeta, key).map_err(io_err)? {
-            None => Ok(None),
-            Some(bytes) => bincode::deserialize(&bytes).map(Some).map_err(io_err),
-        }
+        get_meta(&*self.engine, key)
     }
 
     fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool) -> io::Result<()> {
@@ -208,30 +216,57 @@ impl<E: Engine> LogStore<E> {
         if purged.map(|p| p.index) > after.map(|a| a.index) {
             return Ok(false);
         }
-        match self
-            .engine
-            .get(Cf::RaftLog, &index_key(last.index))
-            .map_err(io_err)?
-        {
-            None => Ok(false),
-            Some(bytes) => {
-                let entry: Entry = bincode::deserialize(&bytes).map_err(io_err)?;
-                Ok(entry.log_id() == last)
-            }
-        }
+        let end = last.index.saturating_add(1);
+        Ok(self
+            .wal
+            .read(last.index, end)?
+            .first()
+            .is_some_and(|entry| entry.log_id() == last))
     }
+}
 
-    fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
-        let mut iter = self.engine.scan(Cf::RaftLog, &[], None, true);
-        match iter.next() {
-            None => Ok(None),
-            Some(item) => {
-                let (_, bytes) = item.map_err(io_err)?;
-                let entry: Entry = bincode::deserialize(&bytes).map_err(io_err)?;
-                Ok(Some(entry.log_id()))
-            }
+fn get_meta<E: Engine, T: serde::de::DeserializeOwned>(
+    engine: &E,
+    key: &[u8],
+) -> io::Result<Option<T>> {
+    match engine.get(Cf::RaftMeta, key).map_err(io_err)? {
+        None => Ok(None),
+        Some(bytes) => bincode::deserialize(&bytes).map(Some).map_err(io_err),
+    }
+}
+
+/// Moves entries an earlier version kept in the engine to the log files: the ones after the
+/// files' last entry are appended and synced, then all are deleted from the engine. A crash
+/// part way leaves both copies, and the next open finishes the move.
+fn move_engine_entries<E: Engine>(engine: &E, wal: &Wal) -> io::Result<()> {
+    let after = wal.last_log_id()?.map(|l| l.index);
+    let mut entries = Vec::new();
+    let mut any = false;
+    for item in engine.scan(Cf::RaftLog, &[], None, false) {
+        let (_, bytes) = item.map_err(io_err)?;
+        any = true;
+        let entry: Entry = bincode::deserialize(&bytes).map_err(io_err)?;
+        if Some(entry.index()) > after {
+            entries.push(entry);
         }
     }
+    if !any {
+        return Ok(());
+    }
+    tracing::info!(
+        entries = entries.len(),
+        "moving the raft log out of the storage engine"
+    );
+    wal.append(entries)?;
+    wal.sync()?;
+    let mut batch = WriteBatch::default();
+    batch.delete_range(
+        Cf::RaftLog,
+        index_key(0).to_vec(),
+        index_key(u64::MAX).to_vec(),
+    );
+    batch.delete(Cf::RaftLog, index_key(u64::MAX).to_vec());
+    engine.write(batch, true).map_err(io_err)
 }
 
 impl<E: Engine> RaftLogReader<TypeConfig> for LogStore<E> {
@@ -245,23 +280,11 @@ impl<E: Engine> RaftLogReader<TypeConfig> for LogStore<E> {
             Bound::Unbounded => 0,
         };
         let end = match range.end_bound() {
-            Bound::Included(x) => x.checked_add(1),
-            Bound::Excluded(x) => Some(*x),
-            Bound::Unbounded => None,
+            Bound::Included(x) => x.saturating_add(1),
+            Bound::Excluded(x) => *x,
+            Bound::Unbounded => u64::MAX,
         };
-        let end_key = end.map(index_key);
-        let mut out = Vec::new();
-        for item in self.engine.scan(
-            Cf::RaftLog,
-            &index_key(start),
-            end_key.as_ref().map(|k| &k[..]),
-            false,
-        ) {
-            let (_, bytes) = item.map_err(io_err)?;
-            let entry: Entry = bincode::deserialize(&bytes).map_err(io_err)?;
-            out.push(entry);
-        }
-        Ok(out)
+        self.wal.read(start, end)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -274,7 +297,7 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogId> = self.get_meta(KEY_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        let last_log_id = self.wal.last_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -316,21 +339,16 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::default();
-        for entry in entries {
-            let bytes = bincode::serialize(&entry).map_err(io_err)?;
-            batch.put(Cf::RaftLog, index_key(entry.index()).to_vec(), bytes);
-        }
         fail::fail_point!("raftBeforeSave");
+        // Readable now; durable once an fsync covers it.
+        self.wal.append(entries)?;
         // Inline only with nothing deferred still unreported: reports keep their order.
         if self.defer.load(Ordering::Relaxed) || self.syncer.busy() {
-            // Readable now, durable once the syncer's fsync covers it.
-            self.engine.write(batch, false).map_err(io_err)?;
             self.syncer.defer(callback);
             return Ok(());
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        let synced = self.engine.write(batch, true).map_err(io_err);
+        let synced = self.wal.sync();
         if synced.is_ok() {
             after_save();
         }
@@ -339,37 +357,70 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
-        let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
-        let mut batch = WriteBatch::default();
-        batch.delete_range(
-            Cf::RaftLog,
-            index_key(from).to_vec(),
-            index_key(u64::MAX).to_vec(),
-        );
-        batch.delete(Cf::RaftLog, index_key(u64::MAX).to_vec());
         self.syncer.drain().await?;
         fail::fail_point!("raftBeforeTruncate");
-        self.engine.write(batch, true).map_err(io_err)?;
+        self.wal.truncate_after(last_log_id)?;
         fail::fail_point!("raftAfterTruncate");
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        let mut batch = WriteBatch::default();
-        batch.put(
-            Cf::RaftMeta,
-            KEY_PURGED.to_vec(),
-            bincode::serialize(&log_id).map_err(io_err)?,
-        );
-        batch.delete_range(
-            Cf::RaftLog,
-            index_key(0).to_vec(),
-            index_key(log_id.index() + 1).to_vec(),
-        );
         self.syncer.drain().await?;
         fail::fail_point!("raftBeforePurge");
-        self.engine.write(batch, false).map_err(io_err)?;
+        // Durably first: a restart must not find the log starting after its recorded purge.
+        self.put_meta(KEY_PURGED, &log_id, true)?;
+        self.wal.purge_through(log_id.index())?;
         fail::fail_point!("raftAfterPurge");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::storage::RaftLogStorage;
+
+    use super::*;
+    use crate::raft::types::TypeConfig;
+    use crate::storage::RocksEngine;
+
+    fn blank(index: u64) -> Entry {
+        Entry::new_blank(openraft::testing::log_id::<TypeConfig>(1, 1, index))
+    }
+
+    /// Entries an earlier version kept in the engine, the first of them already copied by a
+    /// move a crash cut short.
+    #[tokio::test]
+    async fn entries_kept_in_the_engine_move_to_the_log_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Arc::new(RocksEngine::open(&dir.path().join("db")).expect("engine"));
+        let mut batch = WriteBatch::default();
+        for index in 1..=5 {
+            let bytes = bincode::serialize(&blank(index)).expect("encode");
+            batch.put(Cf::RaftLog, index_key(index).to_vec(), bytes);
+        }
+        engine.write(batch, true).expect("write");
+        let wal_dir = dir.path().join("raft-log");
+        let wal = Wal::open(&wal_dir, WalOptions::default(), None).expect("wal");
+        wal.append([blank(1), blank(2)]).expect("append");
+        wal.sync().expect("sync");
+        drop(wal);
+
+        let mut log =
+            LogStore::open(engine.clone(), &wal_dir, WalOptions::default()).expect("open");
+        let got: Vec<u64> = log
+            .try_get_log_entries(0..)
+            .await
+            .expect("read")
+            .iter()
+            .map(|e| e.index())
+            .collect();
+        assert_eq!(got, vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            crate::storage::ReadView::scan(&*engine, Cf::RaftLog, &[], None, false).count(),
+            0
+        );
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(5));
     }
 }

@@ -16,6 +16,7 @@ pub mod peer_service;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
+pub mod wal;
 
 pub use node::RaftNode;
 

@@ -216,6 +216,7 @@ mod tests {
     use crate::apply::Compactor;
     use crate::mvcc::KvStore;
     use crate::raft::types::Entry;
+    use crate::raft::wal::WalOptions;
     use crate::storage::RocksEngine;
 
     fn open(dir: &Path) -> (StateMachine<RocksEngine>, LogStore<RocksEngine>) {
@@ -223,7 +224,8 @@ mod tests {
         let kv = Arc::new(KvStore::open(engine.clone()).expect("kv"));
         let compactor = Compactor::start(kv.clone()).expect("compactor");
         let applier = Arc::new(Applier::new(engine.clone(), kv, compactor));
-        let log = LogStore::new(engine.clone()).expect("log store");
+        let log = LogStore::open(engine.clone(), &dir.join("raft-log"), WalOptions::default())
+            .expect("log store");
         let sm = StateMachine::open(engine, applier, &dir.join("snap"), &log).expect("sm");
         (sm, log)
     }
