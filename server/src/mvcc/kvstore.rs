@@ -1,7 +1,8 @@
 //! The revisioned key space: etcd's MVCC store over a storage [`Engine`].
 //!
-//! [`KvStore`] holds no key in memory — only the current and compacted revisions; every read
-//! goes to the engine (layout in `key_codec`). Reads take an engine snapshot so that a
+//! [`KvStore`] keeps the current and compacted revisions in memory, and the latest versions
+//! of recently written keys for the puts that follow (bounded, see `latest`); every read goes
+//! to the engine (layout in `key_codec`). Reads take an engine snapshot so that a
 //! concurrent write or physical compaction is seen entirely or not at all; they serve the
 //! published current revision or any revision since the last compaction. Writes go through
 //! [`WriteTxn`] (see `txn`), compaction through `compaction`. The store starts at revision 1,
@@ -18,6 +19,7 @@ use super::error::{MvccError, Result};
 use super::key_codec::{
     decode_rev_key, decode_rev_value, decode_value, encode_user_key, kv_key, REV_PUT,
 };
+use super::latest::LatestCache;
 use super::range::{self, RangeOutput};
 use super::revision::Revision;
 use super::txn::{PublishToken, Unwritten, WriteTxn};
@@ -51,6 +53,8 @@ pub struct KvStore<E: Engine> {
     pub(super) compaction: Mutex<CompactionProgress>,
     /// Routes published revisions to watch streams.
     hub: Arc<WatchHub>,
+    /// Recently written keys' latest key-values, for the puts that follow.
+    pub(super) latest: LatestCache,
     /// Held exclusively while the engine's contents are replaced (a Raft snapshot) and the
     /// revisions reloaded; readers hold it shared while they pair revisions with an engine
     /// snapshot, so they never read new data with old revisions.
@@ -99,14 +103,16 @@ impl<E: Engine> KvStore<E> {
             writer: Mutex::new(()),
             compaction: Mutex::new(CompactionProgress::default()),
             hub: Arc::new(WatchHub::new(0)),
+            latest: LatestCache::default(),
             install: RwLock::new(()),
         };
         store.reload()?;
         Ok(store)
     }
 
-    /// Re-reads the revisions from the engine, e.g. after its contents were replaced by a
-    /// Raft snapshot. Waits for any write transaction in progress.
+    /// Re-reads the revisions (and the latest state of the keys, see `latest`) from the
+    /// engine, e.g. after its contents were replaced by a Raft snapshot. Waits for any write
+    /// transaction in progress.
     pub fn reload(&self) -> Result<()> {
         let _serial = lock(&self.writer);
         let mut progress = lock(&self.compaction);
@@ -123,6 +129,7 @@ impl<E: Engine> KvStore<E> {
         self.shared.written.store(current, Ordering::SeqCst);
         self.shared.compact.store(compact, Ordering::SeqCst);
         *progress = CompactionProgress::starting_at(finished);
+        self.latest.load(engine)?;
         self.hub.jump(current);
         Ok(())
     }
@@ -199,6 +206,7 @@ impl<E: Engine> KvStore<E> {
     /// Watchers subscribed with [`KvStore::subscribe`] are told (never waited for).
     pub fn publish(&self, token: PublishToken<E>) {
         if let Some((revision, events)) = token.publish() {
+            self.latest.record(&events);
             self.hub.notify(revision, events);
         }
     }

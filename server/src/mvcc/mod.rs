@@ -1,5 +1,5 @@
-//! etcd's revisioned key space (MVCC) on top of the storage engine, without keeping keys in
-//! memory.
+//! etcd's revisioned key space (MVCC) on top of the storage engine, without keeping every key
+//! in memory (only a bounded cache of recently written ones).
 //!
 //! Every change gets a revision (see [`Revision`]); a key's versions stay readable at their
 //! revisions until compaction, and a deleted key leaves a tombstone. Semantics follow etcd
@@ -14,6 +14,7 @@ mod compaction;
 mod error;
 pub mod key_codec;
 mod kvstore;
+mod latest;
 mod range;
 mod revision;
 mod txn;

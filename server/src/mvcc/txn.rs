@@ -158,16 +158,20 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
     /// Whether `key` exists now, as this transaction sees it (its own and unwritten changes
     /// included).
     pub fn exists(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.latest(&encode_user_key(key))?.is_some())
+        Ok(self.latest(key, &encode_user_key(key))?.is_some())
     }
 
-    /// The key's current key-value as this transaction sees it.
-    fn latest(&self, enc: &[u8]) -> Result<Option<KeyValue>> {
+    /// The key's current key-value as this transaction sees it (`enc`: the key escaped).
+    fn latest(&self, key: &[u8], enc: &[u8]) -> Result<Option<KeyValue>> {
         if let Some(v) = self.overlay.get(enc) {
             return Ok(v.clone());
         }
         if let Some(v) = self.unwritten.and_then(|u| u.latest.get(enc)) {
             return Ok(v.clone());
+        }
+        // Published writes are all in the engine, so what the cache knows is the engine's.
+        if let Some(v) = self.store.latest.get(key) {
+            return Ok(v);
         }
         let engine = self.store.engine.as_ref();
         let end = escaped_key_end(enc);
@@ -199,7 +203,7 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
         ignore_lease: bool,
     ) -> Result<Option<KeyValue>> {
         let enc = encode_user_key(key);
-        let prev = self.latest(&enc)?;
+        let prev = self.latest(key, &enc)?;
         if (ignore_value || ignore_lease) && prev.is_none() {
             return Err(MvccError::KeyNotFound);
         }
