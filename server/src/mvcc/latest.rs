@@ -28,8 +28,9 @@ const MAX_VALUE_BYTES: usize = 4 << 10;
 /// Keys and values kept, in bytes, before everything is forgotten.
 const MAX_BYTES: usize = 64 << 20;
 
-/// Bytes counted for an entry beyond its key and value.
-const ENTRY_OVERHEAD: usize = 64;
+/// Bytes counted for an entry beyond its key (held twice: the map's and the key-value's) and
+/// value: the map slot, the key-value's other fields, allocation headers.
+const ENTRY_OVERHEAD: usize = 160;
 
 /// Rows of history read when loading before giving up on completeness (a store with a long
 /// uncompacted history opens without the scan's cost).
@@ -58,7 +59,7 @@ impl Known {
             Known::Live(kv) => kv.value.len(),
             _ => 0,
         };
-        key.len() + value + ENTRY_OVERHEAD
+        2 * key.len() + value + ENTRY_OVERHEAD
     }
 }
 
@@ -72,6 +73,13 @@ struct Inner {
 
 impl Inner {
     fn insert(&mut self, key: Vec<u8>, known: Known) {
+        if known == Known::Deleted && self.complete {
+            // Unknown already means absent: keep nothing for it.
+            if let Some(old) = self.latest.remove(&key) {
+                self.bytes -= old.weight(&key);
+            }
+            return;
+        }
         let added = known.weight(&key);
         if let Some(old) = self.latest.get(&key) {
             self.bytes -= old.weight(&key);
@@ -250,6 +258,10 @@ mod tests {
         let a = cache.get(b"a").expect("known").expect("live");
         assert_eq!((a.create_revision, a.mod_revision, a.version), (2, 4, 2));
         assert_eq!(cache.get(b"c"), Some(None));
+        // Complete, it keeps nothing for a deleted key.
+        cache.record(&[delete("b", 5)]);
+        assert_eq!(cache.get(b"b"), Some(None));
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]
@@ -258,7 +270,7 @@ mod tests {
         assert!(cache.is_complete());
         let per_key = MAX_VALUE_BYTES;
         // Keys are 9 bytes: as many entries as fit under the bound.
-        let keys = MAX_BYTES / (9 + per_key + ENTRY_OVERHEAD);
+        let keys = MAX_BYTES / (2 * 9 + per_key + ENTRY_OVERHEAD);
         for i in 0..keys {
             cache.record(&[put(&format!("k{i:08}"), per_key, 2)]);
         }

@@ -327,7 +327,21 @@ impl<E: Engine> RaftLogStorage<TypeConfig> for LogStore<E> {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+        let committed = self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten();
+        // The commit index can outlive the entries it covers: a leader commits once its
+        // followers have synced, before its own log fsync, and anything that syncs the engine
+        // meanwhile (a snapshot, a memtable flush) makes the index durable first. After a power
+        // loss, only what the log still holds counts as committed here (committed entries are
+        // never truncated, so the entries it holds up to the index are the committed ones).
+        let held = match self.wal.last_log_id()? {
+            Some(last) => Some(last),
+            None => self.get_meta::<LogId>(KEY_PURGED)?,
+        };
+        Ok(match (committed, held) {
+            (Some(c), Some(h)) if h.index < c.index => Some(h),
+            (Some(_), None) => None,
+            (c, _) => c,
+        })
     }
 
     async fn append<I>(
@@ -386,6 +400,26 @@ mod tests {
 
     fn blank(index: u64) -> Entry {
         Entry::new_blank(openraft::testing::log_id::<TypeConfig>(1, 1, index))
+    }
+
+    /// After a power loss the commit index may have survived the log entries it covered.
+    #[tokio::test]
+    async fn the_commit_index_read_back_never_passes_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Arc::new(RocksEngine::open(&dir.path().join("db")).expect("engine"));
+        let wal_dir = dir.path().join("raft-log");
+        let mut log =
+            LogStore::open(engine.clone(), &wal_dir, WalOptions::default()).expect("open");
+        log.wal
+            .append([blank(1), blank(2), blank(3)])
+            .expect("append");
+        let five = openraft::testing::log_id::<TypeConfig>(1, 1, 5);
+        log.save_committed(Some(five)).await.expect("save");
+        let committed = log.read_committed().await.expect("read");
+        assert_eq!(committed.map(|c| c.index), Some(3));
+        let two = openraft::testing::log_id::<TypeConfig>(1, 1, 2);
+        log.save_committed(Some(two)).await.expect("save");
+        assert_eq!(log.read_committed().await.expect("read"), Some(two));
     }
 
     /// Entries an earlier version kept in the engine, the first of them already copied by a

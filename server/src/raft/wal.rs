@@ -8,11 +8,16 @@
 //! here costs ~0.09 ms instead of ~0.13–0.2 ms for a growing file (RocksDB's WAL grows).
 //! When the next record does not fit, the segment is fsynced and a new one begun.
 //!
+//! The newest entries (a few thousand) are also kept in memory, as appended: applying and
+//! replicating them reads them right after they are written.
+//!
 //! Opening reads every segment once and keeps each entry's place in memory, skipping the
 //! entries up to the purge `log_store` recorded (a purge deletes files after it). The newest
-//! segment is cut after its last whole record (what follows is a tail of writes that were
-//! never synced), so stale bytes can never follow new ones; damage in an older segment is an
-//! error. Truncating removes later segments and cuts the one holding the first removed
+//! segment is cut after its last whole record when what follows is a record whose writing
+//! never finished (some sector of it still zeros: a tail of writes that were never synced),
+//! so stale bytes can never follow new ones. A record that fails its checksum otherwise is
+//! damage, and so is anything short of whole in an older segment: opening fails rather than
+//! forget entries that were acknowledged. Truncating removes later segments and cuts the one holding the first removed
 //! entry; purging forgets entries and deletes segments that hold nothing newer.
 //!
 //! Not here: the vote, the commit index and the purged log id (`log_store` keeps those in
@@ -23,7 +28,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use openraft::entry::RaftEntry;
 
@@ -35,6 +40,11 @@ const HEADER: u64 = 8;
 
 /// Size a segment is preallocated to (etcd's WAL segments are this size too).
 pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// The newest entries kept in memory as well: at most this many, of at most this many
+/// encoded bytes.
+const RECENT_ENTRIES: usize = 4096;
+const RECENT_BYTES: usize = 8 << 20;
 
 /// How a [`Wal`] is kept.
 #[derive(Clone, Copy, Debug)]
@@ -80,9 +90,32 @@ struct Inner {
     last: Option<LogId>,
     /// Where the next record is written in the newest segment.
     tail: u64,
+    /// The newest entries as appended (a suffix of the log), with their encoded lengths:
+    /// applying and replicating read what was just appended, and read it from here.
+    recent: VecDeque<(Entry, u32)>,
+    recent_bytes: usize,
 }
 
 impl Inner {
+    /// Index of the first entry in `recent`.
+    fn recent_first(&self) -> u64 {
+        self.first + (self.places.len() - self.recent.len()) as u64
+    }
+
+    fn keep_recent(&mut self, entry: Entry, len: u32) {
+        self.recent.push_back((entry, len));
+        self.recent_bytes += len as usize;
+        while self.recent.len() > RECENT_ENTRIES || self.recent_bytes > RECENT_BYTES {
+            self.drop_oldest_recent();
+        }
+    }
+
+    fn drop_oldest_recent(&mut self) {
+        if let Some((_, len)) = self.recent.pop_front() {
+            self.recent_bytes -= len as usize;
+        }
+    }
+
     fn newest(&self) -> io::Result<(u64, Arc<File>)> {
         self.segments
             .last_key_value()
@@ -96,6 +129,9 @@ pub struct Wal {
     dir: PathBuf,
     opts: WalOptions,
     inner: Mutex<Inner>,
+    /// Held shared by reads while they read outside `inner`'s lock, exclusively by
+    /// truncation, which rewrites the bytes they read.
+    reading: RwLock<()>,
 }
 
 fn segment_name(seq: u64) -> String {
@@ -147,13 +183,49 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How the records of a segment end.
+#[derive(Debug, PartialEq)]
+enum Ending {
+    /// At zeros (the preallocated rest) or at the end of the file.
+    Clean,
+    /// At a record whose writing did not finish: part of it is still zeros.
+    Torn,
+    /// At a record that is not zeros and not whole: the disk changed it.
+    Damaged(String),
+}
+
 /// What reading one segment found.
 struct Scanned {
     entries: Vec<(Place, LogId)>,
     /// Offset after the last whole record.
     end: u64,
-    /// Whether something other than zeros or the file's end followed it.
-    torn: bool,
+    ending: Ending,
+}
+
+/// Sectors are written whole: a write that did not finish leaves some sector of its record
+/// as it was before, zeros (segments are preallocated, and cut back to zeros).
+const SECTOR: u64 = 512;
+
+/// Whether some sector's share of the record at `offset` (its header, then `body`) is zeros.
+fn has_zero_sector(offset: u64, header: &[u8], body: &[u8]) -> bool {
+    let end = offset + (header.len() + body.len()) as u64;
+    let byte = |at: u64| {
+        let i = (at - offset) as usize;
+        if i < header.len() {
+            header[i]
+        } else {
+            body[i - header.len()]
+        }
+    };
+    let mut sector = offset - offset % SECTOR;
+    while sector < end {
+        let (from, to) = (sector.max(offset), (sector + SECTOR).min(end));
+        if (from..to).all(|at| byte(at) == 0) {
+            return true;
+        }
+        sector += SECTOR;
+    }
+    false
 }
 
 fn scan_segment(seq: u64, file: &File) -> io::Result<Scanned> {
@@ -163,44 +235,44 @@ fn scan_segment(seq: u64, file: &File) -> io::Result<Scanned> {
     let mut offset = 0u64;
     let mut header = [0u8; HEADER as usize];
     let mut body = Vec::new();
-    loop {
+    let ending = loop {
         if offset + HEADER > size {
             // Fewer bytes than a header are left: zeros (preallocated) or a torn header.
             let mut rest = Vec::new();
             reader.read_to_end(&mut rest)?;
-            return Ok(Scanned {
-                entries,
-                end: offset,
-                torn: rest.iter().any(|b| *b != 0),
-            });
+            break if rest.iter().all(|b| *b == 0) {
+                Ending::Clean
+            } else {
+                Ending::Torn
+            };
         }
         reader.read_exact(&mut header)?;
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let torn = |entries| Scanned {
-            entries,
-            end: offset,
-            torn: true,
-        };
         if len == 0 {
-            // The preallocated zeros after the last record, or a record whose header never
-            // reached the disk.
-            return Ok(Scanned {
-                entries,
-                end: offset,
-                torn: crc != 0,
-            });
+            // The preallocated zeros after the last record, or a header cut across sectors.
+            break if crc == 0 {
+                Ending::Clean
+            } else {
+                Ending::Torn
+            };
         }
         if offset + HEADER + u64::from(len) > size {
-            return Ok(torn(entries));
+            // A length past the file: a header half written over zeros.
+            break Ending::Torn;
         }
         body.resize(len as usize, 0);
         reader.read_exact(&mut body)?;
         if crc32fast::hash(&body) != crc {
-            return Ok(torn(entries));
+            break if has_zero_sector(offset, &header, &body) {
+                Ending::Torn
+            } else {
+                Ending::Damaged("checksum mismatch".into())
+            };
         }
-        let Ok(entry) = bincode::deserialize::<Entry>(&body) else {
-            return Ok(torn(entries));
+        let entry = match bincode::deserialize::<Entry>(&body) {
+            Ok(entry) => entry,
+            Err(e) => break Ending::Damaged(format!("undecodable entry: {e}")),
         };
         entries.push((
             Place {
@@ -211,13 +283,23 @@ fn scan_segment(seq: u64, file: &File) -> io::Result<Scanned> {
             entry.log_id(),
         ));
         offset += HEADER + u64::from(len);
-    }
+    };
+    Ok(Scanned {
+        entries,
+        end: offset,
+        ending,
+    })
 }
 
 impl Wal {
     /// Opens (or creates) the log in `dir`; entries up to `purged` are forgotten.
     pub fn open(dir: &Path, opts: WalOptions, purged: Option<u64>) -> io::Result<Wal> {
-        fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            fs::create_dir_all(dir)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
         let mut seqs = Vec::new();
         for item in fs::read_dir(dir)? {
             let item = item?;
@@ -238,8 +320,12 @@ impl Wal {
                 .open(dir.join(segment_name(seq)))?;
             let scanned = scan_segment(seq, &file)?;
             let newest = i + 1 == seqs.len();
-            if scanned.torn && !newest {
-                return Err(damaged(seq, scanned.end, "an unreadable record"));
+            match &scanned.ending {
+                Ending::Clean => {}
+                // Only the newest segment can hold writes that never finished.
+                Ending::Torn if newest => {}
+                Ending::Torn => return Err(damaged(seq, scanned.end, "a record cut short")),
+                Ending::Damaged(what) => return Err(damaged(seq, scanned.end, what)),
             }
             // Entries up to the purge are dead, whatever precedes or follows them.
             for (place, log_id) in scanned.entries {
@@ -261,7 +347,7 @@ impl Wal {
             }
             if newest {
                 tail = scanned.end;
-                if scanned.torn {
+                if scanned.ending == Ending::Torn {
                     tracing::warn!(
                         segment = %segment_name(seq),
                         offset = scanned.end,
@@ -294,6 +380,8 @@ impl Wal {
             places,
             last,
             tail,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
         };
         if inner.segments.is_empty() {
             let file = create_segment(dir, 0, opts.segment_bytes)?;
@@ -303,6 +391,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             opts,
             inner: Mutex::new(inner),
+            reading: RwLock::new(()),
         })
     }
 
@@ -332,7 +421,7 @@ impl Wal {
     pub fn append(&self, entries: impl IntoIterator<Item = Entry>) -> io::Result<()> {
         let mut inner = self.lock()?;
         let mut buf = Vec::new();
-        let mut placed: Vec<(Place, LogId)> = Vec::new();
+        let mut placed: Vec<(Place, Entry)> = Vec::new();
         let mut expected = inner.first + inner.places.len() as u64;
         for entry in entries {
             let log_id = entry.log_id();
@@ -357,17 +446,18 @@ impl Wal {
                 self.roll(&mut inner)?;
             }
             let (segment, _) = inner.newest()?;
-            placed.push((
-                Place {
-                    segment,
-                    offset: inner.tail + buf.len() as u64,
-                    len,
-                },
-                log_id,
-            ));
+            let offset = inner.tail + buf.len() as u64;
             buf.extend_from_slice(&len.to_le_bytes());
             buf.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
             buf.extend_from_slice(&body);
+            placed.push((
+                Place {
+                    segment,
+                    offset,
+                    len,
+                },
+                entry,
+            ));
         }
         self.write_out(&mut inner, &mut buf, &mut placed)
     }
@@ -377,7 +467,7 @@ impl Wal {
         &self,
         inner: &mut Inner,
         buf: &mut Vec<u8>,
-        placed: &mut Vec<(Place, LogId)>,
+        placed: &mut Vec<(Place, Entry)>,
     ) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
@@ -386,20 +476,20 @@ impl Wal {
         file.write_all_at(buf, inner.tail)?;
         inner.tail += buf.len() as u64;
         buf.clear();
-        for (place, log_id) in placed.drain(..) {
+        for (place, entry) in placed.drain(..) {
             inner.places.push_back(place);
-            inner.last = Some(log_id);
+            inner.last = Some(entry.log_id());
+            inner.keep_recent(entry, place.len);
         }
         Ok(())
     }
 
     /// Ends the newest segment (synced, so a later segment never holds the only copy of
-    /// what follows an unsynced gap) and begins the next.
+    /// what follows an unsynced gap, and opening never finds an older segment torn — even
+    /// without fsync otherwise, it is once per segment) and begins the next.
     fn roll(&self, inner: &mut Inner) -> io::Result<()> {
         let (seq, file) = inner.newest()?;
-        if self.opts.fsync {
-            file.sync_data()?;
-        }
+        file.sync_data()?;
         let next = create_segment(&self.dir, seq + 1, self.opts.segment_bytes)?;
         inner.segments.insert(seq + 1, Arc::new(next));
         inner.tail = 0;
@@ -418,15 +508,26 @@ impl Wal {
 
     /// Entries with index in `start..end`, as many as the log holds of them.
     pub fn read(&self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
-        // Which bytes to read is decided under the lock, the reading is done outside it.
+        // Which bytes to read is decided under the lock, the reading is done outside it (but
+        // never during a truncation).
+        let _reading = self
+            .reading
+            .read()
+            .map_err(|_| io::Error::other("the raft log lock is poisoned"))?;
         let mut runs: Vec<(Arc<File>, Vec<Place>)> = Vec::new();
         let begin;
+        let mut from_memory = Vec::new();
         {
             let inner = self.lock()?;
             let held_end = inner.first + inner.places.len() as u64;
             begin = start.max(inner.first);
             let end = end.min(held_end);
-            for index in begin..end {
+            let recent_first = inner.recent_first();
+            for index in begin.max(recent_first)..end {
+                let (entry, _) = &inner.recent[(index - recent_first) as usize];
+                from_memory.push(entry.clone());
+            }
+            for index in begin..end.min(recent_first) {
                 let place = inner.places[(index - inner.first) as usize];
                 match runs.last_mut() {
                     Some((_, run))
@@ -465,20 +566,26 @@ impl Wal {
                 let entry: Entry = bincode::deserialize(body).map_err(io_err)?;
                 let index = begin + out.len() as u64;
                 if entry.index() != index {
-                    // Truncated and overwritten while this read was under way.
-                    return Err(io::Error::other(format!(
-                        "raft log: entry {index} changed while it was read"
-                    )));
+                    return Err(damaged(
+                        place.segment,
+                        place.offset,
+                        &format!("entry {} where {index} belongs", entry.index()),
+                    ));
                 }
                 out.push(entry);
             }
         }
+        out.append(&mut from_memory);
         Ok(out)
     }
 
     /// Removes every entry after `index` (all of them for `None`), durably: later segments
     /// are deleted and the one holding the first removed entry cut before it.
     pub fn truncate_after(&self, last_kept: Option<LogId>) -> io::Result<()> {
+        let _no_reads = self
+            .reading
+            .write()
+            .map_err(|_| io::Error::other("the raft log lock is poisoned"))?;
         let mut inner = self.lock()?;
         let from = last_kept.map_or(0, |l| l.index + 1).max(inner.first);
         let held_end = inner.first + inner.places.len() as u64;
@@ -509,6 +616,12 @@ impl Wal {
         file.sync_data()?;
         inner.tail = cut.offset;
         let keep = (from - inner.first) as usize;
+        let removed = inner.places.len() - keep;
+        for _ in 0..removed.min(inner.recent.len()) {
+            if let Some((_, len)) = inner.recent.pop_back() {
+                inner.recent_bytes -= len as usize;
+            }
+        }
         inner.places.truncate(keep);
         inner.last = if inner.places.is_empty() {
             None
@@ -530,6 +643,9 @@ impl Wal {
         } else if index >= inner.first {
             let n = (index + 1 - inner.first) as usize;
             inner.places.drain(..n);
+        }
+        while inner.recent.len() > inner.places.len() {
+            inner.drop_oldest_recent();
         }
         inner.first = inner.first.max(index + 1);
         let (newest, _) = inner.newest()?;

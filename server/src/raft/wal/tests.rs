@@ -191,32 +191,58 @@ fn a_torn_tail_is_cut_and_stale_records_after_it_never_return() {
     wal.append(entries(1, 1..=3)).expect("append");
     wal.sync().expect("sync");
     drop(wal);
-    // A crash after two more appends whose pages reached the disk out of order: entry 4's
-    // record never did (zeros), entry 5's did, after it.
+    // A crash after two more appends, the first (a large entry) only partly on disk — one
+    // of its sectors never written — and the second wholly.
+    let big = Entry::new_normal(
+        openraft::testing::log_id::<TypeConfig>(1, 1, 4),
+        Command::Put(vec![7; 3000]),
+    );
     let path = dir.path().join(segment_name(0));
     let file = OpenOptions::new().write(true).open(&path).expect("open");
     let end: u64 = entries(1, 1..=3)
         .iter()
         .map(|e| record(e).len() as u64)
         .sum();
-    let four = record(&entry(1, 4));
+    let four = record(&big);
+    file.write_all_at(&four, end).expect("write");
+    let hole = (end / SECTOR + 2) * SECTOR;
+    file.write_all_at(&[0; SECTOR as usize], hole)
+        .expect("unwrite a sector");
     file.write_all_at(&record(&entry(1, 5)), end + four.len() as u64)
         .expect("write");
-    // And a torn header where entry 4 belongs.
-    file.write_all_at(&four[..3], end).expect("write");
     drop(file);
 
     let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("reopen");
     assert_eq!(wal.last_log_id().expect("last").map(|l| l.index), Some(3));
     // A new entry 4 of another term, the same length as the old one: were entry 5's old
     // record still there, a reopen would now read it after the new 4.
-    wal.append(entries(2, 4..=4)).expect("append");
+    let new_four = Entry::new_normal(
+        openraft::testing::log_id::<TypeConfig>(2, 1, 4),
+        Command::Put(vec![8; 3000]),
+    );
+    wal.append([new_four]).expect("append");
     wal.sync().expect("sync");
     drop(wal);
     let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("reopen");
-    let mut want = entries(1, 1..=3);
-    want.push(entry(2, 4));
-    assert_eq!(ids(&wal.read(0, u64::MAX).expect("read")), ids(&want));
+    let got = ids(&wal.read(0, u64::MAX).expect("read"));
+    assert_eq!(got, vec![(1, 1), (1, 2), (1, 3), (2, 4)]);
+}
+
+#[test]
+fn a_changed_byte_in_the_newest_segment_is_an_error_not_a_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("open");
+    wal.append(entries(1, 1..=3)).expect("append");
+    wal.sync().expect("sync");
+    drop(wal);
+    let path = dir.path().join(segment_name(0));
+    let file = OpenOptions::new().write(true).open(&path).expect("open");
+    file.write_all_at(&[0xff], 20).expect("flip a byte");
+    drop(file);
+    let err = Wal::open(dir.path(), opts(1 << 20), None)
+        .err()
+        .expect("damage");
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
 }
 
 #[test]
@@ -237,11 +263,14 @@ fn damage_in_an_older_segment_is_an_error_not_a_shorter_log() {
 }
 
 #[test]
-fn reads_check_each_record() {
+fn reads_from_disk_check_each_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("open");
     wal.append(entries(1, 1..=3)).expect("append");
     wal.sync().expect("sync");
+    drop(wal);
+    // Reopened, nothing is read from memory.
+    let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("reopen");
     let path = dir.path().join(segment_name(0));
     let file = OpenOptions::new().write(true).open(&path).expect("open");
     file.write_all_at(&[0xff], 20).expect("flip a byte");
@@ -249,4 +278,36 @@ fn reads_check_each_record() {
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
     // Ranges are clamped to what the log holds.
     assert!(wal.read(10, 20).expect("read").is_empty());
+}
+
+#[test]
+fn reads_spanning_the_entries_kept_in_memory_and_the_older_ones_agree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("open");
+    let n = RECENT_ENTRIES as u64 + 100;
+    wal.append(entries(1, 1..=n)).expect("append");
+    // Entries 1..=100 are only on disk now, the rest in memory too.
+    assert_eq!(
+        ids(&wal.read(90, 111).expect("read")),
+        ids(&entries(1, 90..=110))
+    );
+
+    // Truncating and purging keep the entries in memory the newest ones.
+    let keep = wal.read(n - 10, n - 9).expect("read")[0].log_id();
+    wal.truncate_after(Some(keep)).expect("truncate");
+    wal.append(entries(2, n - 9..=n - 5)).expect("append");
+    let mut want = entries(1, n - 12..=n - 10);
+    want.extend(entries(2, n - 9..=n - 5));
+    assert_eq!(ids(&wal.read(n - 12, n + 1).expect("read")), ids(&want));
+    wal.purge_through(n - 7).expect("purge");
+    assert_eq!(
+        ids(&wal.read(0, u64::MAX).expect("read")),
+        ids(&entries(2, n - 6..=n - 5))
+    );
+    drop(wal);
+    let wal = Wal::open(dir.path(), opts(1 << 20), Some(n - 7)).expect("reopen");
+    assert_eq!(
+        ids(&wal.read(0, u64::MAX).expect("read")),
+        ids(&entries(2, n - 6..=n - 5))
+    );
 }
