@@ -1,10 +1,10 @@
-//! The Raft log store's write path: `append` of a batch of entries (a RocksDB write, then a WAL
-//! fsync on the caller's thread) and its flush callback.
+//! The Raft log store's write path: `append` of a batch of entries (a write to the log's
+//! preallocated segment file, then its fsync, on the caller's thread) and its flush callback.
 //!
 //! Batches of 1, 16 and 256 entries — openraft hands over, as one batch, every proposal that
 //! queued up while the previous append was syncing, so the batch size is the group-commit factor
-//! under load — against a RocksDB engine in a temporary directory (on the machine's disk: the
-//! fsyncs are real). One iteration is one append and its callback; criterion's throughput is in
+//! under load — against log files (and a RocksDB engine for the vote) in a temporary
+//! directory (on the machine's disk: the fsyncs are real). One iteration is one append and its callback; criterion's throughput is in
 //! entries, and after each case the bench prints time per entry and entries per fsync (from
 //! `LogStore::wal_syncs`). Entries carry a put of a 256-byte value, as a client's would. Not
 //! measured: openraft itself, replication, apply. The flush callback is openraft's
