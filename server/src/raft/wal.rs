@@ -41,6 +41,10 @@ const HEADER: u64 = 8;
 /// Size a segment is preallocated to (etcd's WAL segments are this size too).
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 
+/// How far ahead of the records a segment's blocks are written with zeros (see
+/// `Wal::write_out`).
+const ZEROED_CHUNK: u64 = 1 << 20;
+
 /// The newest entries kept in memory as well: at most this many, of at most this many
 /// encoded bytes.
 const RECENT_ENTRIES: usize = 4096;
@@ -90,6 +94,9 @@ struct Inner {
     last: Option<LogId>,
     /// Where the next record is written in the newest segment.
     tail: u64,
+    /// Up to where the newest segment has been written (records or zeros): blocks before it
+    /// are no longer "unwritten" extents, so writing them again needs no metadata at fsync.
+    written: u64,
     /// The newest entries as appended (a suffix of the log), with their encoded lengths:
     /// applying and replicating read what was just appended, and read it from here.
     recent: VecDeque<(Entry, u32)>,
@@ -380,6 +387,7 @@ impl Wal {
             places,
             last,
             tail,
+            written: tail,
             recent: VecDeque::new(),
             recent_bytes: 0,
         };
@@ -473,8 +481,21 @@ impl Wal {
             return Ok(());
         }
         let (_, file) = inner.newest()?;
+        let end = inner.tail + buf.len() as u64;
+        if end > inner.written {
+            // Zeros ahead of the records, a chunk at a time: preallocated blocks are
+            // "unwritten" until first written, and converting them is metadata that every
+            // fsync touching new blocks would otherwise commit (an append of a few KiB then
+            // costs as much as growing the file). Only this append's fsync pays for it.
+            let ahead = (end / ZEROED_CHUNK + 1) * ZEROED_CHUNK;
+            let ahead = ahead.min(self.opts.segment_bytes.max(end));
+            if ahead > end {
+                file.write_all_at(&vec![0; (ahead - end) as usize], end)?;
+            }
+            inner.written = ahead;
+        }
         file.write_all_at(buf, inner.tail)?;
-        inner.tail += buf.len() as u64;
+        inner.tail = end;
         buf.clear();
         for (place, entry) in placed.drain(..) {
             inner.places.push_back(place);
@@ -493,6 +514,7 @@ impl Wal {
         let next = create_segment(&self.dir, seq + 1, self.opts.segment_bytes)?;
         inner.segments.insert(seq + 1, Arc::new(next));
         inner.tail = 0;
+        inner.written = 0;
         Ok(())
     }
 
@@ -615,6 +637,7 @@ impl Wal {
         preallocate(&file, self.opts.segment_bytes);
         file.sync_data()?;
         inner.tail = cut.offset;
+        inner.written = cut.offset;
         let keep = (from - inner.first) as usize;
         let removed = inner.places.len() - keep;
         for _ in 0..removed.min(inner.recent.len()) {
