@@ -6,7 +6,9 @@
 //! A segment is preallocated to its full size when it is created, as etcd does with its WAL:
 //! an fsync after an append then flushes the data but not a new file size, which on ext4
 //! here costs ~0.09 ms instead of ~0.13–0.2 ms for a growing file (RocksDB's WAL grows).
-//! When the next record does not fit, the segment is fsynced and a new one begun.
+//! Zeros are written a chunk ahead of the records, so that an fsync does not also commit the
+//! conversion of the preallocated blocks it covers. When the next record does not fit, the
+//! segment is fsynced and a new one begun.
 //!
 //! The newest entries (a few thousand) are also kept in memory, as appended: applying and
 //! replicating them reads them right after they are written.
@@ -17,8 +19,9 @@
 //! never finished (some sector of it still zeros: a tail of writes that were never synced),
 //! so stale bytes can never follow new ones. A record that fails its checksum otherwise is
 //! damage, and so is anything short of whole in an older segment: opening fails rather than
-//! forget entries that were acknowledged. Truncating removes later segments and cuts the one holding the first removed
-//! entry; purging forgets entries and deletes segments that hold nothing newer.
+//! forget entries that were acknowledged. Truncating removes later segments and cuts the one
+//! holding the first removed entry; purging forgets entries and deletes segments that hold
+//! nothing newer. A read never overlaps a truncation.
 //!
 //! Not here: the vote, the commit index and the purged log id (`log_store` keeps those in
 //! the engine), nor when to fsync — `append` only writes, `sync` makes it durable.

@@ -33,6 +33,20 @@ fn ids(entries: &[Entry]) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Every entry the log holds, as (term, index).
+fn all(wal: &Wal) -> Vec<(u64, u64)> {
+    ids(&wal.read(0, u64::MAX).expect("read"))
+}
+
+/// A log in a new directory holding entries `1..=n` of term 1, synced.
+fn filled(segment_bytes: u64, n: u64) -> (tempfile::TempDir, Wal) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Wal::open(dir.path(), opts(segment_bytes), None).expect("open");
+    wal.append(entries(1, 1..=n)).expect("append");
+    wal.sync().expect("sync");
+    (dir, wal)
+}
+
 fn segment_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .expect("read dir")
@@ -55,10 +69,7 @@ fn entries_read_back_across_segments_and_after_reopening() {
 
     let wal = Wal::open(dir.path(), opts(SMALL), None).expect("reopen");
     assert_eq!(wal.last_log_id().expect("last").map(|l| l.index), Some(10));
-    assert_eq!(
-        ids(&wal.read(0, u64::MAX).expect("read")),
-        ids(&entries(1, 1..=10))
-    );
+    assert_eq!(all(&wal), ids(&entries(1, 1..=10)));
     wal.append(entries(1, 11..=11))
         .expect("append after reopen");
     assert_eq!(wal.len().expect("len"), 11);
@@ -66,10 +77,7 @@ fn entries_read_back_across_segments_and_after_reopening() {
 
 #[test]
 fn a_new_segment_is_preallocated_to_its_full_size() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("open");
-    wal.append(entries(1, 1..=3)).expect("append");
-    wal.sync().expect("sync");
+    let (dir, wal) = filled(1 << 20, 3);
     let size = fs::metadata(dir.path().join(segment_name(0)))
         .expect("stat")
         .len();
@@ -92,10 +100,7 @@ fn an_append_out_of_sequence_is_refused() {
 
 #[test]
 fn truncating_into_an_older_segment_removes_the_later_ones_durably() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(dir.path(), opts(SMALL), None).expect("open");
-    wal.append(entries(1, 1..=12)).expect("append");
-    wal.sync().expect("sync");
+    let (dir, wal) = filled(SMALL, 12);
     let before = segment_files(dir.path()).len();
     let keep = wal.read(2, 3).expect("read")[0].log_id();
     wal.truncate_after(Some(keep)).expect("truncate");
@@ -109,7 +114,7 @@ fn truncating_into_an_older_segment_removes_the_later_ones_durably() {
     let wal = Wal::open(dir.path(), opts(SMALL), None).expect("reopen");
     let mut want = entries(1, 1..=2);
     want.extend(entries(2, 3..=4));
-    assert_eq!(ids(&wal.read(0, u64::MAX).expect("read")), ids(&want));
+    assert_eq!(all(&wal), ids(&want));
 }
 
 #[test]
@@ -123,31 +128,19 @@ fn truncating_everything_leaves_an_empty_log_that_takes_any_next_entry() {
     wal.append(entries(3, 1..=2)).expect("append");
     drop(wal);
     let wal = Wal::open(dir.path(), opts(SMALL), None).expect("reopen");
-    assert_eq!(
-        ids(&wal.read(0, u64::MAX).expect("read")),
-        ids(&entries(3, 1..=2))
-    );
+    assert_eq!(all(&wal), ids(&entries(3, 1..=2)));
 }
 
 #[test]
 fn purging_deletes_segments_that_hold_nothing_newer() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(dir.path(), opts(SMALL), None).expect("open");
-    wal.append(entries(1, 1..=12)).expect("append");
-    wal.sync().expect("sync");
+    let (dir, wal) = filled(SMALL, 12);
     let before = segment_files(dir.path()).len();
     wal.purge_through(8).expect("purge");
     assert!(segment_files(dir.path()).len() < before);
-    assert_eq!(
-        ids(&wal.read(0, u64::MAX).expect("read")),
-        ids(&entries(1, 9..=12))
-    );
+    assert_eq!(all(&wal), ids(&entries(1, 9..=12)));
     drop(wal);
     let wal = Wal::open(dir.path(), opts(SMALL), Some(8)).expect("reopen");
-    assert_eq!(
-        ids(&wal.read(0, u64::MAX).expect("read")),
-        ids(&entries(1, 9..=12))
-    );
+    assert_eq!(all(&wal), ids(&entries(1, 9..=12)));
 
     // Purging past the last entry empties the log; the next entry follows the purge.
     wal.purge_through(20).expect("purge all");
@@ -155,18 +148,12 @@ fn purging_deletes_segments_that_hold_nothing_newer() {
     wal.append(entries(2, 21..=21)).expect("append");
     drop(wal);
     let wal = Wal::open(dir.path(), opts(SMALL), Some(20)).expect("reopen");
-    assert_eq!(
-        ids(&wal.read(0, u64::MAX).expect("read")),
-        ids(&entries(2, 21..=21))
-    );
+    assert_eq!(all(&wal), ids(&entries(2, 21..=21)));
 }
 
 #[test]
 fn a_log_starting_after_its_recorded_purge_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(dir.path(), opts(SMALL), None).expect("open");
-    wal.append(entries(1, 1..=12)).expect("append");
-    wal.sync().expect("sync");
+    let (dir, wal) = filled(SMALL, 12);
     drop(wal);
     fs::remove_file(dir.path().join(segment_name(0))).expect("lose a segment");
     let err = Wal::open(dir.path(), opts(SMALL), Some(1))
@@ -186,10 +173,7 @@ fn record(entry: &Entry) -> Vec<u8> {
 
 #[test]
 fn a_torn_tail_is_cut_and_stale_records_after_it_never_return() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("open");
-    wal.append(entries(1, 1..=3)).expect("append");
-    wal.sync().expect("sync");
+    let (dir, wal) = filled(1 << 20, 3);
     drop(wal);
     // A crash after two more appends, the first (a large entry) only partly on disk — one
     // of its sectors never written — and the second wholly.
@@ -224,16 +208,13 @@ fn a_torn_tail_is_cut_and_stale_records_after_it_never_return() {
     wal.sync().expect("sync");
     drop(wal);
     let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("reopen");
-    let got = ids(&wal.read(0, u64::MAX).expect("read"));
+    let got = all(&wal);
     assert_eq!(got, vec![(1, 1), (1, 2), (1, 3), (2, 4)]);
 }
 
 #[test]
 fn a_changed_byte_in_the_newest_segment_is_an_error_not_a_cut() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("open");
-    wal.append(entries(1, 1..=3)).expect("append");
-    wal.sync().expect("sync");
+    let (dir, wal) = filled(1 << 20, 3);
     drop(wal);
     let path = dir.path().join(segment_name(0));
     let file = OpenOptions::new().write(true).open(&path).expect("open");
@@ -247,10 +228,7 @@ fn a_changed_byte_in_the_newest_segment_is_an_error_not_a_cut() {
 
 #[test]
 fn damage_in_an_older_segment_is_an_error_not_a_shorter_log() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(dir.path(), opts(SMALL), None).expect("open");
-    wal.append(entries(1, 1..=12)).expect("append");
-    wal.sync().expect("sync");
+    let (dir, wal) = filled(SMALL, 12);
     drop(wal);
     let path = dir.path().join(segment_name(0));
     let file = OpenOptions::new().write(true).open(&path).expect("open");
@@ -264,10 +242,7 @@ fn damage_in_an_older_segment_is_an_error_not_a_shorter_log() {
 
 #[test]
 fn reads_from_disk_check_each_record() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("open");
-    wal.append(entries(1, 1..=3)).expect("append");
-    wal.sync().expect("sync");
+    let (dir, wal) = filled(1 << 20, 3);
     drop(wal);
     // Reopened, nothing is read from memory.
     let wal = Wal::open(dir.path(), opts(1 << 20), None).expect("reopen");
@@ -300,14 +275,8 @@ fn reads_spanning_the_entries_kept_in_memory_and_the_older_ones_agree() {
     want.extend(entries(2, n - 9..=n - 5));
     assert_eq!(ids(&wal.read(n - 12, n + 1).expect("read")), ids(&want));
     wal.purge_through(n - 7).expect("purge");
-    assert_eq!(
-        ids(&wal.read(0, u64::MAX).expect("read")),
-        ids(&entries(2, n - 6..=n - 5))
-    );
+    assert_eq!(all(&wal), ids(&entries(2, n - 6..=n - 5)));
     drop(wal);
     let wal = Wal::open(dir.path(), opts(1 << 20), Some(n - 7)).expect("reopen");
-    assert_eq!(
-        ids(&wal.read(0, u64::MAX).expect("read")),
-        ids(&entries(2, n - 6..=n - 5))
-    );
+    assert_eq!(all(&wal), ids(&entries(2, n - 6..=n - 5)));
 }
