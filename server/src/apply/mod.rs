@@ -403,7 +403,8 @@ mod tests {
         assert_eq!(
             a.applied_state().expect("state").0.map(|l| l.index),
             Some(3)
-        ); // The batch recorded the store's revision once, as the last put left it.
+        );
+        // The batch recorded the store's revision once, as the last put left it.
         assert_eq!(reopened_revision(&a), 4);
     }
 

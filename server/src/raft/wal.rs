@@ -418,11 +418,13 @@ impl Wal {
     }
 
     /// Number of entries held.
+    #[cfg(test)]
     pub fn len(&self) -> io::Result<usize> {
         Ok(self.lock()?.places.len())
     }
 
     /// Whether the log holds no entry.
+    #[cfg(test)]
     pub fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }

@@ -35,7 +35,8 @@ pub enum Cf {
     Rev,
     /// Replicated metadata: store revisions, applied log id, membership.
     Meta,
-    /// Raft log entries (local to a member).
+    /// Raft log entries as versions before the log's own files kept them; emptied into those
+    /// files when the log store opens (`raft::log_store`).
     RaftLog,
     /// Raft vote and log bookkeeping (local to a member).
     RaftMeta,
