@@ -49,16 +49,17 @@ pub fn put<E: Engine>(
     begin: i64,
 ) -> Result<PutResponse> {
     check_put(txn, req)?;
-    let prev = txn.put(
+    let prev_kv = txn.put_with(
         &req.key,
         &req.value,
         req.lease,
         req.ignore_value,
         req.ignore_lease,
+        req.prev_kv,
     )?;
     Ok(PutResponse {
         header: header(begin + 1),
-        prev_kv: if req.prev_kv { prev } else { None },
+        prev_kv,
     })
 }
 

@@ -158,11 +158,13 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
     /// Whether `key` exists now, as this transaction sees it (its own and unwritten changes
     /// included).
     pub fn exists(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.latest(key, &encode_user_key(key))?.is_some())
+        Ok(self.latest(key, &encode_user_key(key), false)?.is_some())
     }
 
     /// The key's current key-value as this transaction sees it (`enc`: the key escaped).
-    fn latest(&self, key: &[u8], enc: &[u8]) -> Result<Option<KeyValue>> {
+    /// Unless `want_value`, its value may be left empty (one the memory does not keep is not
+    /// read from the engine).
+    fn latest(&self, key: &[u8], enc: &[u8], want_value: bool) -> Result<Option<KeyValue>> {
         if let Some(v) = self.overlay.get(enc) {
             return Ok(v.clone());
         }
@@ -170,7 +172,7 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
             return Ok(v.clone());
         }
         // Published writes are all in the engine, so what the cache knows is the engine's.
-        if let Some(v) = self.store.latest.get(key) {
+        if let Some(v) = self.store.latest.get(key, want_value) {
             return Ok(v);
         }
         let engine = self.store.engine.as_ref();
@@ -202,8 +204,22 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
         ignore_value: bool,
         ignore_lease: bool,
     ) -> Result<Option<KeyValue>> {
+        self.put_with(key, value, lease, ignore_value, ignore_lease, true)
+    }
+
+    /// [`WriteTxn::put`], returning the previous key-value only if `want_prev` (etcd's
+    /// `prev_kv`): a put that does not want it never reads a large previous value.
+    pub fn put_with(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+        ignore_value: bool,
+        ignore_lease: bool,
+        want_prev: bool,
+    ) -> Result<Option<KeyValue>> {
         let enc = encode_user_key(key);
-        let prev = self.latest(key, &enc)?;
+        let prev = self.latest(key, &enc, want_prev || ignore_value)?;
         if (ignore_value || ignore_lease) && prev.is_none() {
             return Err(MvccError::KeyNotFound);
         }
@@ -232,7 +248,7 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
             prev_kv: None,
         });
         self.overlay.insert(enc, Some(kv));
-        Ok(prev)
+        Ok(prev.filter(|_| want_prev))
     }
 
     /// Deletes every live key in etcd's range `[key, range_end)` (empty `range_end`: just

@@ -83,3 +83,32 @@ fn a_reopened_store_knows_its_keys_and_that_no_others_exist() {
     drop_kv_rows(&s);
     assert_eq!(latest_version(&s, b"a"), (2, 3));
 }
+
+#[test]
+fn a_put_not_asking_for_the_previous_value_takes_a_large_values_key_from_memory() {
+    let s = mem_store();
+    let big = vec![b'x'; 1000];
+    put(&s, b"a", &big); // 2
+    put(&s, b"a", &big); // 3
+
+    // The value is too large to keep, but the key's metadata is kept.
+    drop_kv_rows(&s);
+    let (_, prev) = write(&s, |t| t.put_with(b"a", b"1", 0, false, false, false));
+    assert_eq!(prev.unwrap(), None, "not asked for");
+    let now = s.get(b"a", s.current_revision()).unwrap().unwrap();
+    assert_eq!((now.create_revision, now.version), (2, 3));
+}
+
+#[test]
+fn a_large_previous_value_is_read_from_the_engine_when_a_put_needs_it() {
+    let s = mem_store();
+    let big = vec![b'x'; 1000];
+    put(&s, b"a", &big); // 2
+    let (_, prev) = write(&s, |t| t.put_with(b"a", b"1", 0, false, false, true));
+    assert_eq!(prev.unwrap(), Some(kv(b"a", &big, 2, 2, 1)));
+
+    put(&s, b"b", &big); // 4
+    write(&s, |t| t.put(b"b", b"", 0, true, false)).1.unwrap(); // ignore_value
+    let now = s.get(b"b", s.current_revision()).unwrap().unwrap();
+    assert_eq!((now.value, now.version), (big, 2));
+}
