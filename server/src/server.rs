@@ -270,8 +270,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Announces this member's name and client URLs through Raft (etcd's publish), once a leader
-/// exists, unless the store already has exactly these.
 /// The peer port's connections, each with `TCP_NODELAY`. The server builder's `tcp_nodelay`
 /// does not reach sockets from a given listener. Without it a follower's reply to a heartbeat
 /// or an append could leave in two segments, the second held back by Nagle's algorithm until
@@ -281,6 +279,8 @@ fn peer_incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
+/// Announces this member's name and client URLs through Raft (etcd's publish), once a leader
+/// exists, unless the store already has exactly these.
 async fn publish(ctx: Ctx, name: String, client_urls: Vec<String>) {
     let id = ctx.node.id;
     loop {

@@ -134,15 +134,19 @@ impl LatestCache {
     }
 
     /// `Some(latest)` if the key's latest state is known (`Some(None)`: it does not exist);
-    /// `None`: read it from the engine. Unless `want_value`, the key-value returned may have
-    /// an empty value in place of one too large to keep.
+    /// `None`: read it from the engine. Unless `want_value`, the key-value returned has an
+    /// empty value (a put that needs none copies none).
     pub(crate) fn get(&self, key: &[u8], want_value: bool) -> Option<Option<KeyValue>> {
         let inner = self.lock();
         match inner.latest.get(key) {
             Some(Known::Live { kv, value_kept }) if *value_kept || !want_value => {
                 Some(Some(KeyValue {
                     key: key.to_vec(),
-                    value: kv.value.clone(),
+                    value: if want_value {
+                        kv.value.clone()
+                    } else {
+                        Vec::new()
+                    },
                     ..*kv
                 }))
             }

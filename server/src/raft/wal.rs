@@ -126,6 +126,12 @@ impl Inner {
         }
     }
 
+    fn drop_newest_recent(&mut self) {
+        if let Some((_, len)) = self.recent.pop_back() {
+            self.recent_bytes -= len as usize;
+        }
+    }
+
     fn newest(&self) -> io::Result<(u64, Arc<File>)> {
         self.segments
             .last_key_value()
@@ -646,9 +652,7 @@ impl Wal {
         let keep = (from - inner.first) as usize;
         let removed = inner.places.len() - keep;
         for _ in 0..removed.min(inner.recent.len()) {
-            if let Some((_, len)) = inner.recent.pop_back() {
-                inner.recent_bytes -= len as usize;
-            }
+            inner.drop_newest_recent();
         }
         inner.places.truncate(keep);
         inner.last = if inner.places.is_empty() {
