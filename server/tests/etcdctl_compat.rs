@@ -41,6 +41,8 @@ fn session() -> Vec<Step> {
     let txn_ok = b"value(\"foo\") = \"bar2\"\n\nput t1 yes\nget foo\n\nput t1 no\n\n".to_vec();
     let txn_fail = b"mod(\"foo\") > \"1000\"\n\nput t2 yes\n\nput t2 no\ndel zoo\n\n".to_vec();
     let big = vec![b'x'; 1_600_000];
+    // Longer than the values the in-memory key index keeps: its previous value comes from disk.
+    let long = "y".repeat(300);
     vec![
         step(&["put", "foo", "bar"]),
         step(&["put", "foo", "bar2", "--prev-kv"]),
@@ -87,6 +89,11 @@ fn session() -> Vec<Step> {
         step(&["get", "foo", "--rev=1000"]),
         step(&["compaction", "3"]),
         step(&["compaction", "1000"]),
+        step(&["put", "long", &long]),
+        step(&["put", "long", "short", "--prev-kv"]),
+        step(&["put", "long", &long]),
+        step(&["put", "long", "--ignore-value", "--prev-kv"]),
+        step(&["get", "long", "-w", "json"]),
         step(&["put", "", "empty"]),
         step_in(&["put", "big"], &big),
         step(&["put", "k", "--ignore-value"]),
