@@ -260,13 +260,18 @@ impl RaftNode {
 
     /// Resolves once this member no longer takes `leader` for the leader (another member was
     /// elected, or an election is under way); `Stopped` if Raft shut down first.
+    ///
+    /// It watches the server metrics, which change only with the vote, leader or membership:
+    /// the full metrics change with every append and apply, and waking every forwarded write
+    /// in flight on each of those cost a follower more CPU than forwarding them.
     async fn leader_changed(&self, leader: NodeId) -> Result<()> {
-        self.raft
-            .wait(None)
-            .metrics(|m| m.current_leader != Some(leader), "leader changed")
-            .await
-            .map(|_| ())
-            .map_err(|_| Error::Stopped)
+        let mut metrics = self.raft.server_metrics();
+        loop {
+            if metrics.borrow_watched().current_leader != Some(leader) {
+                return Ok(());
+            }
+            metrics.changed().await.map_err(|_| Error::Stopped)?;
+        }
     }
 
     async fn remote_read_index(&self, leader: NodeId) -> Result<u64> {
