@@ -31,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Raft payloads (snapshots among them) are shared, not copied, when sent again.
         .bytes(".setpointpb.RaftPayload.data")
+        // Forwarded writes and verdicts are sliced out of the message, not copied.
+        .bytes(".setpointpb.ForwardedWrite.command")
+        .bytes(".setpointpb.ForwardVerdict.verdict")
         .build_client(true)
         .build_server(true)
         .compile_protos(&files, &[include])?;

@@ -30,11 +30,21 @@ pub struct WatchMetrics {
     pub catchup_reads: IntCounter,
 }
 
+/// Collectors of the writes a follower forwards to the leader (see `raft::forward`).
+#[derive(Clone)]
+pub struct ForwardMetrics {
+    /// Writes sent to the leader.
+    pub writes: IntCounter,
+    /// Messages they were sent in.
+    pub messages: IntCounter,
+}
+
 /// Every collector, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     pub watch: WatchMetrics,
+    pub forward: ForwardMetrics,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> anyhow::Result<IntGauge> {
@@ -89,7 +99,23 @@ impl Metrics {
                 "Storage reads made to catch up watchers that were behind.",
             )?,
         };
-        Ok(Metrics { registry: r, watch })
+        let forward = ForwardMetrics {
+            writes: counter(
+                &r,
+                "setpoint_forwarded_writes_total",
+                "Writes this member forwarded to the leader.",
+            )?,
+            messages: counter(
+                &r,
+                "setpoint_forward_messages_total",
+                "Messages the forwarded writes were sent to the leader in.",
+            )?,
+        };
+        Ok(Metrics {
+            registry: r,
+            watch,
+            forward,
+        })
     }
 
     /// The text exposition of every metric.

@@ -168,7 +168,13 @@ pub async fn run(
         let _ = raft.trigger().elect(false).await;
     }
     let request_timeout = Duration::from_secs(5) + 2 * config.election_timeout;
-    let node = RaftNode::new(raft, id, cluster_id, request_timeout);
+    let node = RaftNode::new(
+        raft,
+        id,
+        cluster_id,
+        request_timeout,
+        metrics.forward.clone(),
+    );
     tracing::info!(
         name = %config.name,
         member_id = %format!("{id:x}"),

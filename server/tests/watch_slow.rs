@@ -21,21 +21,11 @@ use tonic::Streaming;
 const PUTS: i64 = 4000;
 const VALUE: usize = 2048;
 
-/// One metric's value from the text exposition.
-async fn metric(port: u16, name: &str) -> i64 {
-    let text = tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new("curl")
-            .args(["-s", &format!("http://127.0.0.1:{port}/metrics")])
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    })
-    .await
-    .expect("metrics fetch");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
+/// One metric's value, read off the blocking runtime threads.
+async fn metric(port: u16, name: &'static str) -> i64 {
+    tokio::task::spawn_blocking(move || common::metric(port, name))
+        .await
+        .expect("metrics fetch")
 }
 
 /// One member serving metrics; the metrics port.

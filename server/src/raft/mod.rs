@@ -2,12 +2,14 @@
 //!
 //! `types` declares what travels through the Raft log (`Command`) and what applying it
 //! answers (`ApplyResult`); `log_store` keeps the log and vote in the storage engine with
-//! group commit; `state_machine` adapts `apply` and snapshots to openraft, `snapshot` keeps those
-//! as engine checkpoints; `network` and
-//! `peer_service` carry Raft traffic between members over our gRPC peer service; `node`
-//! is the handle the API layer uses (propose, linearizable read index, leader, members).
+//! group commit; `state_machine` adapts `apply` and snapshots to openraft, `snapshot` keeps
+//! those as engine checkpoints; `network` and `peer_service` carry Raft traffic between
+//! members over our gRPC peer service, and `forward` the writes a follower hands to the
+//! leader; `node` is the handle the API layer uses (propose, linearizable read index, leader,
+//! members).
 //! Nothing outside this module names openraft types directly, except through these.
 
+pub mod forward;
 pub mod identity;
 pub mod log_store;
 pub mod network;

@@ -1,13 +1,13 @@
 //! The handle the API layer holds: propose a command, wait for a linearizable read point,
 //! and ask who leads, which term, which members.
 //!
-//! A write proposed on a follower is forwarded to the leader over the peer service and the
-//! leader's result comes back unchanged. Linearizable reads are batched: all reads that arrive
-//! while one read-index round is in flight share the next round (one quorum heartbeat for
-//! many reads), and a follower asks the leader for the read index, then waits until it has
-//! applied that far. Both travel over one kept connection per peer (a connection per call cost
-//! a TCP and HTTP/2 handshake per forwarded write). This module does not interpret commands;
-//! `apply` does.
+//! A write proposed on a follower is forwarded to the leader over the peer service's write
+//! stream ([`super::forward`]) and the leader's result comes back unchanged. Linearizable
+//! reads are batched: all reads that arrive while one read-index round is in flight share the
+//! next round (one quorum heartbeat for many reads), and a follower asks the leader for the
+//! read index, then waits until it has applied that far. Both travel over one kept connection
+//! per peer (a connection per call cost a TCP and HTTP/2 handshake per forwarded write). This
+//! module does not interpret commands; `apply` does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,14 +18,16 @@ use openraft::rt::WatchReceiver;
 use openraft::ReadPolicy;
 use setpoint_proto::etcdserverpb::ResponseHeader;
 use setpoint_proto::setpointpb::peer_client::PeerClient;
-use setpoint_proto::setpointpb::{RaftPayload, ReadIndexRequest};
+use setpoint_proto::setpointpb::ReadIndexRequest;
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 
+use super::forward::Forwarder;
 use super::network::{peer_channel, peer_client};
 use super::types::{Member, Raft};
 use super::{ApplyResult, Command, NodeId};
 use crate::error::{Error, Result};
+use crate::metrics::ForwardMetrics;
 
 type ReadWaiter = oneshot::Sender<Result<()>>;
 
@@ -48,10 +50,19 @@ pub struct RaftNode {
     /// Channels to the members writes and read-index requests were sent to, with the peer URL
     /// each was made for (a member re-added under another URL gets a new one).
     peers: Mutex<HashMap<NodeId, (String, Channel)>>,
+    /// The write stream to each member writes were forwarded to, with its peer URL.
+    forwarders: Mutex<HashMap<NodeId, (String, Forwarder)>>,
+    forward_metrics: ForwardMetrics,
 }
 
 impl RaftNode {
-    pub fn new(raft: Raft, id: NodeId, cluster_id: u64, request_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        raft: Raft,
+        id: NodeId,
+        cluster_id: u64,
+        request_timeout: Duration,
+        forward_metrics: ForwardMetrics,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let node = Arc::new(RaftNode {
             raft,
@@ -60,6 +71,8 @@ impl RaftNode {
             request_timeout,
             reads: tx,
             peers: Mutex::new(HashMap::new()),
+            forwarders: Mutex::new(HashMap::new()),
+            forward_metrics,
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&node), rx));
         node
@@ -176,25 +189,30 @@ impl RaftNode {
         Ok(peer_client(channel))
     }
 
-    async fn forward(&self, id: NodeId, leader: &Member, cmd: &Command) -> Result<ApplyResult> {
-        let data = bincode::serialize(cmd).map_err(|e| Error::Internal(e.to_string()))?;
-        let reply = self
-            .peer(id, leader)?
-            .propose(RaftPayload { data: data.into() })
-            .await
-            .map_err(|status| {
-                tracing::debug!(%status, "forwarding a write to the leader failed");
-                if never_sent(&status) {
-                    Error::NoLeader
-                } else {
-                    // The leader may or may not have applied it: the outcome is unknown.
-                    Error::Timeout
+    /// The write stream to member `id` (made on first use, remade when its URL changes).
+    fn forwarder(&self, id: NodeId, member: &Member) -> Result<Forwarder> {
+        let url = member.peer_urls.first().cloned().unwrap_or_default();
+        {
+            let forwarders = self
+                .forwarders
+                .lock()
+                .map_err(|_| Error::Internal("write stream table poisoned".into()))?;
+            if let Some((known, forwarder)) = forwarders.get(&id) {
+                if *known == url {
+                    return Ok(forwarder.clone());
                 }
-            })?
-            .into_inner();
-        let verdict: Result<ApplyResult> =
-            bincode::deserialize(&reply.data).map_err(|e| Error::Internal(e.to_string()))?;
-        match verdict {
+            }
+        }
+        let forwarder = Forwarder::new(self.peer(id, member)?, self.forward_metrics.clone());
+        self.forwarders
+            .lock()
+            .map_err(|_| Error::Internal("write stream table poisoned".into()))?
+            .insert(id, (url, forwarder.clone()));
+        Ok(forwarder)
+    }
+
+    async fn forward(&self, id: NodeId, leader: &Member, cmd: &Command) -> Result<ApplyResult> {
+        match self.forwarder(id, leader)?.forward(cmd).await {
             Err(Error::NotLeader) => Err(Error::LeaderChanged),
             other => other,
         }
@@ -306,27 +324,4 @@ async fn read_index_loop(
             let _ = w.send(result.clone());
         }
     }
-}
-
-/// Whether a failed peer call certainly never reached the peer (no connection was made), so
-/// the request may be sent again without risk of applying it twice.
-fn never_sent(status: &tonic::Status) -> bool {
-    use std::error::Error as _;
-    if status.code() != tonic::Code::Unavailable {
-        return false;
-    }
-    let mut source = status.source();
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotConnected
-            );
-        }
-        if e.to_string().contains("tcp connect error") {
-            return true;
-        }
-        source = e.source();
-    }
-    status.message().contains("tcp connect error")
 }

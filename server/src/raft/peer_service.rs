@@ -1,5 +1,5 @@
 //! Incoming Raft traffic: the `Peer` gRPC service that hands peers' messages to openraft,
-//! accepts writes forwarded by followers and answers their read-index questions.
+//! takes the writes followers forward (see `forward`) and answers their read-index questions.
 //!
 //! Payloads are bincode-encoded openraft messages (see `network`). This service is served on
 //! the peer URLs only, never on client URLs.
@@ -7,13 +7,16 @@
 use std::sync::Arc;
 
 use setpoint_proto::setpointpb::peer_server::Peer;
-use setpoint_proto::setpointpb::{RaftPayload, ReadIndexRequest, ReadIndexResponse};
-use tonic::{Request, Response, Status};
+use setpoint_proto::setpointpb::{
+    ForwardBatch, ForwardVerdicts, RaftPayload, ReadIndexRequest, ReadIndexResponse,
+};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
+use super::forward;
 use super::node::RaftNode;
 use super::snapshot::SnapshotData;
 use super::types::{Snapshot, SnapshotMeta, Vote};
-use super::Command;
 use crate::error::Result;
 
 pub struct PeerService {
@@ -83,10 +86,16 @@ impl Peer for PeerService {
         encode(&resp)
     }
 
-    async fn propose(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let cmd: Command = decode(req)?;
-        let verdict = self.node.propose_as_leader(cmd).await;
-        encode(&verdict)
+    type ForwardStream = UnboundedReceiverStream<Result<ForwardVerdicts, Status>>;
+
+    async fn forward(
+        &self,
+        req: Request<Streaming<ForwardBatch>>,
+    ) -> Result<Response<Self::ForwardStream>, Status> {
+        Ok(Response::new(forward::serve(
+            self.node.clone(),
+            req.into_inner(),
+        )))
     }
 
     async fn read_index(

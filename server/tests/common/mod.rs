@@ -209,6 +209,24 @@ impl Cluster {
     }
 }
 
+/// One metric's value from a member's `/metrics` text exposition on `port`.
+pub fn metric(port: u16, name: &str) -> i64 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "10",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
+}
+
 /// Runs the real etcdctl (API v3) against `endpoints` with a bounded timeout.
 pub fn etcdctl(endpoints: &str, args: &[&str]) -> Output {
     Command::new("etcdctl")
