@@ -1,7 +1,8 @@
 //! Writes sent to a follower go to the leader over one stream, many per message
-//! (`raft::forward`). Against three real members: concurrent writes through a follower each
-//! get their own answer — their own previous value, their own revision, their own error — in
-//! fewer messages than writes; and once the leader is killed, the follower's writes end
+//! (`raft::forward`). Against three real members: concurrent writes through a follower, sent in
+//! waves, each get their own answer — their own previous value, their own revision, their own error — in
+//! fewer messages than writes; a steady load of many clients through followers is answered in
+//! full; and once the leader is killed, the follower's writes end
 //! instead of hanging and then go through again.
 
 mod common;
@@ -65,6 +66,8 @@ fn concurrent_writes_through_a_follower_each_get_their_own_answer() {
         let writes = (0..WRITES).map(|i| {
             let client = to_follower.clone();
             async move {
+                // In waves, 10 writes a millisecond: some arrive while others are proposed.
+                tokio::time::sleep(Duration::from_millis((i / 10) as u64)).await;
                 let lease = if i % 10 == 0 { 7_777_777 } else { 0 };
                 let reply = client
                     .put(PutRequest {
@@ -129,6 +132,43 @@ fn concurrent_writes_through_a_follower_each_get_their_own_answer() {
             messages < writes,
             "{writes} concurrent writes went in {messages} messages: none shared one"
         );
+    });
+}
+
+#[test]
+fn a_steady_load_through_the_followers_is_answered_in_full() {
+    let cluster = Cluster::start(&setpoint_bin(), 3, &[]);
+    let leader = cluster.wait_leader();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let followers = [
+            client_of(&cluster, (leader + 1) % 3).await,
+            client_of(&cluster, (leader + 2) % 3).await,
+        ];
+        // 60 clients, each one write at a time, as a load generator sends them. A write the
+        // leader's answer never reaches fails on the client's 5 s request timeout.
+        let clients = (0..60).map(|c| {
+            let client = followers[c % 2].clone();
+            async move {
+                for i in 0..25 {
+                    client
+                        .put_kv(format!("steady/{c}/{i}"), "v")
+                        .await
+                        .unwrap_or_else(|e| panic!("client {c}, write {i}: {e}"));
+                }
+            }
+        });
+        futures::future::join_all(clients).await;
+        let all = followers[0]
+            .range(setpoint_client::proto::etcdserverpb::RangeRequest {
+                key: b"steady/".to_vec(),
+                range_end: b"steady0".to_vec(),
+                count_only: true,
+                ..Default::default()
+            })
+            .await
+            .expect("count");
+        assert_eq!(all.count, 60 * 25);
     });
 }
 

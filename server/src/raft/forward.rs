@@ -12,11 +12,13 @@
 //! reach the leader, [`Error::Timeout`] that it may have.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use setpoint_proto::setpointpb::peer_client::PeerClient;
 use setpoint_proto::setpointpb::{ForwardBatch, ForwardVerdict, ForwardVerdicts, ForwardedWrite};
 use tokio::sync::{mpsc, oneshot};
@@ -226,10 +228,22 @@ fn never_sent(status: &Status) -> bool {
 /// The leader's end of a follower's stream: proposes each write as its message arrives and
 /// sends every verdict ready at once in one message. A write whose follower went away stays
 /// proposed; only its verdict is lost.
-pub fn serve(
-    node: Arc<RaftNode>,
-    mut inbound: Streaming<ForwardBatch>,
-) -> UnboundedReceiverStream<std::result::Result<ForwardVerdicts, Status>> {
+pub fn serve(node: Arc<RaftNode>, inbound: Streaming<ForwardBatch>) -> Verdicts {
+    serve_with(inbound, move |cmd| {
+        let node = node.clone();
+        async move { node.propose_as_leader(cmd).await }
+    })
+}
+
+/// The stream of verdicts [`serve`] answers with.
+pub type Verdicts = UnboundedReceiverStream<std::result::Result<ForwardVerdicts, Status>>;
+
+/// [`serve`] with the proposing step given (tests stand in for Raft).
+fn serve_with<F, P>(mut inbound: Streaming<ForwardBatch>, propose: F) -> Verdicts
+where
+    F: Fn(Command) -> P + Send + 'static,
+    P: Future<Output = Result<ApplyResult>> + Send + 'static,
+{
     let (out, verdicts) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut proposing = FuturesUnordered::new();
@@ -239,16 +253,22 @@ pub fn serve(
                 message = inbound.message(), if inbound_open => match message {
                     Ok(Some(batch)) => {
                         for write in batch.writes {
-                            proposing.push(propose(node.clone(), write));
+                            proposing.push(verdict_of(write, &propose));
                         }
                     }
                     Ok(None) | Err(_) => inbound_open = false,
                 },
                 Some(first) = proposing.next(), if !proposing.is_empty() => {
                     let mut ready = vec![first];
-                    while let Some(Some(more)) = proposing.next().now_or_never() {
-                        ready.push(more);
-                    }
+                    // The others already decided, polled with this task's own waker (a no-op
+                    // waker here would leave the task asleep when the rest are decided).
+                    std::future::poll_fn(|cx| {
+                        while let Poll::Ready(Some(more)) = proposing.poll_next_unpin(cx) {
+                            ready.push(more);
+                        }
+                        Poll::Ready(())
+                    })
+                    .await;
                     if out.send(Ok(ForwardVerdicts { verdicts: ready })).is_err() {
                         return;
                     }
@@ -260,16 +280,25 @@ pub fn serve(
     UnboundedReceiverStream::new(verdicts)
 }
 
-async fn propose(node: Arc<RaftNode>, write: ForwardedWrite) -> ForwardVerdict {
-    let verdict = match bincode::deserialize::<Command>(&write.command) {
-        Ok(cmd) => node.propose_as_leader(cmd).await,
-        Err(e) => Err(Error::Internal(format!("undecodable forwarded write: {e}"))),
-    };
-    // A verdict that cannot be serialized goes back empty, which the follower reads as an
-    // internal error.
-    ForwardVerdict {
-        id: write.id,
-        verdict: bincode::serialize(&verdict).unwrap_or_default().into(),
+fn verdict_of<F, P>(write: ForwardedWrite, propose: &F) -> impl Future<Output = ForwardVerdict>
+where
+    F: Fn(Command) -> P,
+    P: Future<Output = Result<ApplyResult>>,
+{
+    let proposed = bincode::deserialize::<Command>(&write.command)
+        .map(propose)
+        .map_err(|e| Error::Internal(format!("undecodable forwarded write: {e}")));
+    async move {
+        let verdict = match proposed {
+            Ok(p) => p.await,
+            Err(e) => Err(e),
+        };
+        // A verdict that cannot be serialized goes back empty, which the follower reads as
+        // an internal error.
+        ForwardVerdict {
+            id: write.id,
+            verdict: bincode::serialize(&verdict).unwrap_or_default().into(),
+        }
     }
 }
 
@@ -290,9 +319,30 @@ mod tests {
 
     /// A stand-in leader whose streams each take one message: it answers every write in it
     /// with the stream's number as the revision (or, `silent`, answers nothing) and ends.
+    /// With `held` set it serves streams as the real leader does instead, each write decided
+    /// only once the test releases the sender it left in `held`.
     struct OneMessageLeader {
         streams: Arc<AtomicUsize>,
         silent: bool,
+        held: Option<Held>,
+        /// With `delays` set it serves streams as the real leader does, each write decided
+        /// after a delay of 0-3 ms; the counter counts the writes decided.
+        delays: Option<Arc<AtomicUsize>>,
+    }
+
+    type Held = Arc<std::sync::Mutex<Vec<oneshot::Sender<()>>>>;
+
+    fn held_proposal(held: &Held) -> impl Future<Output = Result<ApplyResult>> {
+        let (release, released) = oneshot::channel();
+        held.lock().expect("held").push(release);
+        async move {
+            released.await.map_err(|_| Error::Stopped)?;
+            Ok(ApplyResult {
+                revision: 7,
+                body: Vec::new(),
+                error: None,
+            })
+        }
     }
 
     #[tonic::async_trait]
@@ -317,6 +367,24 @@ mod tests {
             req: Request<Streaming<ForwardBatch>>,
         ) -> Answer<Self::ForwardStream> {
             let stream = self.streams.fetch_add(1, Ordering::SeqCst) + 1;
+            if let Some(decided) = self.delays.clone() {
+                return Ok(Response::new(serve_with(req.into_inner(), move |_| {
+                    let n = decided.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        tokio::time::sleep(Duration::from_micros((n % 4) as u64 * 1000)).await;
+                        Ok(ApplyResult {
+                            revision: 7,
+                            body: Vec::new(),
+                            error: None,
+                        })
+                    }
+                })));
+            }
+            if let Some(held) = self.held.clone() {
+                return Ok(Response::new(serve_with(req.into_inner(), move |_| {
+                    held_proposal(&held)
+                })));
+            }
             let silent = self.silent;
             let mut inbound = req.into_inner();
             let (out, verdicts) = mpsc::unbounded_channel();
@@ -377,6 +445,8 @@ mod tests {
         let f = forwarder_to(OneMessageLeader {
             streams: streams.clone(),
             silent: false,
+            held: None,
+            delays: None,
         })
         .await;
         let first = f.forward(&command()).await.expect("first write");
@@ -404,6 +474,8 @@ mod tests {
         let f = forwarder_to(OneMessageLeader {
             streams: Arc::new(AtomicUsize::new(0)),
             silent: true,
+            held: None,
+            delays: None,
         })
         .await;
         let verdict = tokio::time::timeout(Duration::from_secs(10), f.forward(&command()))
@@ -419,5 +491,79 @@ mod tests {
         drop(listener);
         let f = forwarder_at(addr).await;
         assert_eq!(f.forward(&command()).await, Err(Error::NoLeader));
+    }
+
+    /// Waits (bounded) until `n` writes are being proposed.
+    async fn proposing(held: &Held, n: usize) {
+        for _ in 0..500 {
+            if held.lock().expect("held").len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{n} writes never reached the proposing step");
+    }
+
+    #[tokio::test]
+    async fn a_verdict_decided_after_an_earlier_one_was_sent_is_sent_too() {
+        let held = Held::default();
+        let f = forwarder_to(OneMessageLeader {
+            streams: Arc::new(AtomicUsize::new(0)),
+            silent: false,
+            held: Some(held.clone()),
+            delays: None,
+        })
+        .await;
+        let first = tokio::spawn({
+            let f = f.clone();
+            async move { f.forward(&command()).await }
+        });
+        proposing(&held, 1).await;
+        let second = tokio::spawn({
+            let f = f.clone();
+            async move { f.forward(&command()).await }
+        });
+        proposing(&held, 2).await;
+        // The first is decided and answered while the second is still being proposed.
+        let release_first = held.lock().expect("held").remove(0);
+        let _ = release_first.send(());
+        let verdict = first.await.expect("first write's task");
+        assert_eq!(verdict.map(|r| r.revision), Ok(7));
+        let release_second = held.lock().expect("held").remove(0);
+        let _ = release_second.send(());
+        let verdict = tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("the second verdict was never sent")
+            .expect("second write's task");
+        assert_eq!(verdict.map(|r| r.revision), Ok(7));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_write_of_a_steady_load_is_answered() {
+        let decided = Arc::new(AtomicUsize::new(0));
+        let f = forwarder_to(OneMessageLeader {
+            streams: Arc::new(AtomicUsize::new(0)),
+            silent: false,
+            held: None,
+            delays: Some(decided.clone()),
+        })
+        .await;
+        // 50 clients, 40 writes each, one at a time, as a load generator sends them.
+        let clients = (0..50).map(|_| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                for _ in 0..40 {
+                    let verdict =
+                        tokio::time::timeout(Duration::from_secs(10), f.forward(&command()))
+                            .await
+                            .expect("a write was never answered");
+                    assert_eq!(verdict.map(|r| r.revision), Ok(7));
+                }
+            })
+        });
+        for client in futures::future::join_all(clients).await {
+            client.expect("client task");
+        }
+        assert_eq!(decided.load(Ordering::SeqCst), 2000);
     }
 }

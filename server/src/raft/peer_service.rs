@@ -7,10 +7,7 @@
 use std::sync::Arc;
 
 use setpoint_proto::setpointpb::peer_server::Peer;
-use setpoint_proto::setpointpb::{
-    ForwardBatch, ForwardVerdicts, RaftPayload, ReadIndexRequest, ReadIndexResponse,
-};
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use setpoint_proto::setpointpb::{ForwardBatch, RaftPayload, ReadIndexRequest, ReadIndexResponse};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::forward;
@@ -86,7 +83,7 @@ impl Peer for PeerService {
         encode(&resp)
     }
 
-    type ForwardStream = UnboundedReceiverStream<Result<ForwardVerdicts, Status>>;
+    type ForwardStream = forward::Verdicts;
 
     async fn forward(
         &self,
