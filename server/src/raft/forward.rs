@@ -260,8 +260,7 @@ where
                 },
                 Some(first) = proposing.next(), if !proposing.is_empty() => {
                     let mut ready = vec![first];
-                    // The others already decided, polled with this task's own waker (a no-op
-                    // waker here would leave the task asleep when the rest are decided).
+                    // And every other one already decided, polled with this task's context.
                     std::future::poll_fn(|cx| {
                         while let Poll::Ready(Some(more)) = proposing.poll_next_unpin(cx) {
                             ready.push(more);
