@@ -316,17 +316,33 @@ mod tests {
 
     type Answer<T> = std::result::Result<Response<T>, Status>;
 
-    /// A stand-in leader whose streams each take one message: it answers every write in it
-    /// with the stream's number as the revision (or, `silent`, answers nothing) and ends.
-    /// With `held` set it serves streams as the real leader does instead, each write decided
-    /// only once the test releases the sender it left in `held`.
-    struct OneMessageLeader {
+    /// A stand-in leader, serving the `Forward` stream as `behaviour` says.
+    struct StandInLeader {
         streams: Arc<AtomicUsize>,
-        silent: bool,
-        held: Option<Held>,
-        /// With `delays` set it serves streams as the real leader does, each write decided
-        /// after a delay of 0-3 ms; the counter counts the writes decided.
-        delays: Option<Arc<AtomicUsize>>,
+        behaviour: Behaviour,
+    }
+
+    #[derive(Clone)]
+    enum Behaviour {
+        /// Each stream takes one message, answers every write in it with the stream's number
+        /// as the revision, and ends.
+        OneMessage,
+        /// Each stream takes one message, answers nothing, and ends.
+        Silent,
+        /// Streams are served as the real leader serves them ([`serve_with`]), each write
+        /// decided only once the test releases the sender it left here.
+        Held(Held),
+        /// Streams are served as the real leader serves them, each write decided after 0-3 ms;
+        /// the counter counts the writes decided.
+        Delayed(Arc<AtomicUsize>),
+    }
+
+    fn applied(revision: i64) -> ApplyResult {
+        ApplyResult {
+            revision,
+            body: Vec::new(),
+            error: None,
+        }
     }
 
     type Held = Arc<std::sync::Mutex<Vec<oneshot::Sender<()>>>>;
@@ -336,16 +352,12 @@ mod tests {
         held.lock().expect("held").push(release);
         async move {
             released.await.map_err(|_| Error::Stopped)?;
-            Ok(ApplyResult {
-                revision: 7,
-                body: Vec::new(),
-                error: None,
-            })
+            Ok(applied(7))
         }
     }
 
     #[tonic::async_trait]
-    impl Peer for OneMessageLeader {
+    impl Peer for StandInLeader {
         async fn append_entries(&self, _: Request<RaftPayload>) -> Answer<RaftPayload> {
             Err(Status::unimplemented("not a Raft member"))
         }
@@ -366,25 +378,24 @@ mod tests {
             req: Request<Streaming<ForwardBatch>>,
         ) -> Answer<Self::ForwardStream> {
             let stream = self.streams.fetch_add(1, Ordering::SeqCst) + 1;
-            if let Some(decided) = self.delays.clone() {
-                return Ok(Response::new(serve_with(req.into_inner(), move |_| {
-                    let n = decided.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        tokio::time::sleep(Duration::from_micros((n % 4) as u64 * 1000)).await;
-                        Ok(ApplyResult {
-                            revision: 7,
-                            body: Vec::new(),
-                            error: None,
-                        })
-                    }
-                })));
-            }
-            if let Some(held) = self.held.clone() {
-                return Ok(Response::new(serve_with(req.into_inner(), move |_| {
-                    held_proposal(&held)
-                })));
-            }
-            let silent = self.silent;
+            let silent = match self.behaviour.clone() {
+                Behaviour::OneMessage => false,
+                Behaviour::Silent => true,
+                Behaviour::Held(held) => {
+                    return Ok(Response::new(serve_with(req.into_inner(), move |_| {
+                        held_proposal(&held)
+                    })));
+                }
+                Behaviour::Delayed(decided) => {
+                    return Ok(Response::new(serve_with(req.into_inner(), move |_| {
+                        let n = decided.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            tokio::time::sleep(Duration::from_millis((n % 4) as u64)).await;
+                            Ok(applied(7))
+                        }
+                    })));
+                }
+            };
             let mut inbound = req.into_inner();
             let (out, verdicts) = mpsc::unbounded_channel();
             tokio::spawn(async move {
@@ -392,11 +403,7 @@ mod tests {
                     if silent {
                         return;
                     }
-                    let verdict: Result<ApplyResult> = Ok(ApplyResult {
-                        revision: stream as i64,
-                        body: Vec::new(),
-                        error: None,
-                    });
+                    let verdict: Result<ApplyResult> = Ok(applied(stream as i64));
                     let verdict = Bytes::from(bincode::serialize(&verdict).expect("encode"));
                     let verdicts = batch
                         .writes
@@ -413,7 +420,7 @@ mod tests {
         }
     }
 
-    async fn forwarder_to(leader: OneMessageLeader) -> Forwarder {
+    async fn forwarder_to(leader: StandInLeader) -> Forwarder {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -441,11 +448,9 @@ mod tests {
     #[tokio::test]
     async fn a_stream_that_ended_is_opened_again_for_later_writes() {
         let streams = Arc::new(AtomicUsize::new(0));
-        let f = forwarder_to(OneMessageLeader {
+        let f = forwarder_to(StandInLeader {
             streams: streams.clone(),
-            silent: false,
-            held: None,
-            delays: None,
+            behaviour: Behaviour::OneMessage,
         })
         .await;
         let first = f.forward(&command()).await.expect("first write");
@@ -470,11 +475,9 @@ mod tests {
 
     #[tokio::test]
     async fn writes_on_a_stream_that_ends_unanswered_end_as_unknown() {
-        let f = forwarder_to(OneMessageLeader {
+        let f = forwarder_to(StandInLeader {
             streams: Arc::new(AtomicUsize::new(0)),
-            silent: true,
-            held: None,
-            delays: None,
+            behaviour: Behaviour::Silent,
         })
         .await;
         let verdict = tokio::time::timeout(Duration::from_secs(10), f.forward(&command()))
@@ -506,11 +509,9 @@ mod tests {
     #[tokio::test]
     async fn a_verdict_decided_after_an_earlier_one_was_sent_is_sent_too() {
         let held = Held::default();
-        let f = forwarder_to(OneMessageLeader {
+        let f = forwarder_to(StandInLeader {
             streams: Arc::new(AtomicUsize::new(0)),
-            silent: false,
-            held: Some(held.clone()),
-            delays: None,
+            behaviour: Behaviour::Held(held.clone()),
         })
         .await;
         let first = tokio::spawn({
@@ -540,11 +541,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_write_of_a_steady_load_is_answered() {
         let decided = Arc::new(AtomicUsize::new(0));
-        let f = forwarder_to(OneMessageLeader {
+        let f = forwarder_to(StandInLeader {
             streams: Arc::new(AtomicUsize::new(0)),
-            silent: false,
-            held: None,
-            delays: Some(decided.clone()),
+            behaviour: Behaviour::Delayed(decided.clone()),
         })
         .await;
         // 50 clients, 40 writes each, one at a time, as a load generator sends them.

@@ -47,12 +47,18 @@ pub struct RaftNode {
     pub cluster_id: u64,
     request_timeout: Duration,
     reads: mpsc::UnboundedSender<ReadWaiter>,
-    /// Channels to the members writes and read-index requests were sent to, with the peer URL
-    /// each was made for (a member re-added under another URL gets a new one).
-    peers: Mutex<HashMap<NodeId, (String, Channel)>>,
-    /// The write stream to each member writes were forwarded to, with its peer URL.
-    forwarders: Mutex<HashMap<NodeId, (String, Forwarder)>>,
+    /// Links to the members writes and read-index requests were sent to.
+    peers: Mutex<HashMap<NodeId, PeerLink>>,
     forward_metrics: ForwardMetrics,
+}
+
+/// What this member keeps for talking to one other member.
+struct PeerLink {
+    /// The peer URL the channel was made for.
+    url: String,
+    channel: Channel,
+    /// The write stream to it, once a write was forwarded there.
+    forwarder: Option<Forwarder>,
 }
 
 impl RaftNode {
@@ -71,7 +77,6 @@ impl RaftNode {
             request_timeout,
             reads: tx,
             peers: Mutex::new(HashMap::new()),
-            forwarders: Mutex::new(HashMap::new()),
             forward_metrics,
         });
         tokio::spawn(read_index_loop(Arc::downgrade(&node), rx));
@@ -171,44 +176,48 @@ impl RaftNode {
         }
     }
 
-    /// A client on the kept channel to member `id` (made on first use; lazily connecting, and
-    /// reconnecting by itself after the peer restarts).
-    fn peer(&self, id: NodeId, member: &Member) -> Result<PeerClient<Channel>> {
+    /// Runs `f` on the kept link to member `id`, made on first use and remade when the
+    /// member's peer URL changed (a member re-added under another URL).
+    fn with_link<T>(
+        &self,
+        id: NodeId,
+        member: &Member,
+        f: impl FnOnce(&mut PeerLink) -> T,
+    ) -> Result<T> {
         let url = member.peer_urls.first().cloned().unwrap_or_default();
         let mut peers = self
             .peers
             .lock()
             .map_err(|_| Error::Internal("peer channel table poisoned".into()))?;
-        if let Some((known, channel)) = peers.get(&id) {
-            if *known == url {
-                return Ok(peer_client(channel.clone()));
-            }
-        }
-        let channel = peer_channel(member).map_err(Error::Internal)?;
-        peers.insert(id, (url, channel.clone()));
-        Ok(peer_client(channel))
+        let link = match peers.remove(&id) {
+            Some(link) if link.url == url => link,
+            _ => PeerLink {
+                channel: peer_channel(member).map_err(Error::Internal)?,
+                url,
+                forwarder: None,
+            },
+        };
+        Ok(f(peers.entry(id).or_insert(link)))
     }
 
-    /// The write stream to member `id` (made on first use, remade when its URL changes).
+    /// A client on the kept channel to member `id` (lazily connecting, and reconnecting by
+    /// itself after the peer restarts).
+    fn peer(&self, id: NodeId, member: &Member) -> Result<PeerClient<Channel>> {
+        self.with_link(id, member, |link| peer_client(link.channel.clone()))
+    }
+
+    /// The write stream to member `id`, over its kept channel (made on first use).
     fn forwarder(&self, id: NodeId, member: &Member) -> Result<Forwarder> {
-        let url = member.peer_urls.first().cloned().unwrap_or_default();
-        {
-            let forwarders = self
-                .forwarders
-                .lock()
-                .map_err(|_| Error::Internal("write stream table poisoned".into()))?;
-            if let Some((known, forwarder)) = forwarders.get(&id) {
-                if *known == url {
-                    return Ok(forwarder.clone());
-                }
-            }
-        }
-        let forwarder = Forwarder::new(self.peer(id, member)?, self.forward_metrics.clone());
-        self.forwarders
-            .lock()
-            .map_err(|_| Error::Internal("write stream table poisoned".into()))?
-            .insert(id, (url, forwarder.clone()));
-        Ok(forwarder)
+        self.with_link(id, member, |link| {
+            link.forwarder
+                .get_or_insert_with(|| {
+                    Forwarder::new(
+                        peer_client(link.channel.clone()),
+                        self.forward_metrics.clone(),
+                    )
+                })
+                .clone()
+        })
     }
 
     async fn forward(&self, id: NodeId, leader: &Member, cmd: &Command) -> Result<ApplyResult> {
