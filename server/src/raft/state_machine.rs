@@ -10,6 +10,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -28,6 +29,10 @@ const BATCH_ENTRIES: usize = 128;
 /// Most client request bytes applied into one storage write.
 const BATCH_BYTES: usize = 4 << 20;
 
+/// An entry whose apply, or a storage write of applied entries, takes longer than this is
+/// logged as a warning (etcd warns of "apply request took too long" past the same 100 ms).
+const SLOW_APPLY: Duration = Duration::from_millis(100);
+
 /// The state machine handed to openraft.
 pub struct StateMachine<E: Engine> {
     engine: Arc<E>,
@@ -45,7 +50,29 @@ impl<E: Engine> Clone for StateMachine<E> {
     }
 }
 
+/// Logs `what` took too long if more than [`SLOW_APPLY`] passed since `started`.
+fn warn_if_slow(started: Instant, what: impl FnOnce() -> String) {
+    let took = started.elapsed();
+    if took > SLOW_APPLY {
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            expected_ms = SLOW_APPLY.as_millis() as u64,
+            "{} took too long",
+            what()
+        );
+    }
+}
+
 impl<E: Engine> StateMachine<E> {
+    /// Writes the applied entries in `batch` to storage (warning when that is slow).
+    fn write(&self, batch: &mut ApplyBatch<E>) -> Result<(), io::Error> {
+        let entries = batch.entries();
+        let started = Instant::now();
+        self.applier.write(batch).map_err(io_err)?;
+        warn_if_slow(started, || format!("writing {entries} applied entries"));
+        Ok(())
+    }
+
     /// The state machine over `engine`, keeping its snapshots in `snapshot_dir` (blocking).
     ///
     /// If the store has applied entries that neither its recorded snapshot nor `log` holds,
@@ -164,15 +191,22 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
         let mut batch = ApplyBatch::default();
         let mut answers = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
+            let started = Instant::now();
             let result = self
                 .applier
                 .apply_into(&entry, &mut batch)
                 .map_err(io_err)?;
+            warn_if_slow(started, || match &entry.payload {
+                openraft::EntryPayload::Normal(cmd) => {
+                    format!("apply {cmd} at index {}", entry.log_id.index)
+                }
+                _ => format!("apply of entry {}", entry.log_id.index),
+            });
             if let Some(responder) = responder {
                 answers.push((responder, result));
             }
             if batch.entries() >= BATCH_ENTRIES || batch.request_bytes() >= BATCH_BYTES {
-                self.applier.write(&mut batch).map_err(io_err)?;
+                self.write(&mut batch)?;
             }
             if batch.entries() == 0 {
                 for (responder, result) in answers.drain(..) {
@@ -180,7 +214,7 @@ impl<E: Engine> RaftStateMachine<TypeConfig> for StateMachine<E> {
                 }
             }
         }
-        self.applier.write(&mut batch).map_err(io_err)?;
+        self.write(&mut batch)?;
         for (responder, result) in answers {
             responder.send(result);
         }
