@@ -68,7 +68,7 @@ pub fn delete_range<E: Engine>(
     req: &DeleteRangeRequest,
     begin: i64,
 ) -> Result<DeleteRangeResponse> {
-    let deleted = txn.delete_range(&req.key, &req.range_end)?;
+    let deleted = txn.delete_range_with(&req.key, &req.range_end, req.prev_kv)?;
     let n = deleted.len() as i64;
     Ok(DeleteRangeResponse {
         header: header(if n > 0 { begin + 1 } else { begin }),

@@ -38,7 +38,7 @@ pub const REV_DELETE: u8 = 1;
 /// the terminator's 0x01 is below both 0xFF and any non-zero byte); and no escaped key is a
 /// prefix of another, so appending a revision never mixes the versions of two keys.
 pub fn encode_user_key_into(key: &[u8], out: &mut Vec<u8>) {
-    out.reserve(key.len() + 2);
+    out.reserve(escaped_len(key));
     for &b in key {
         if b == ESC {
             out.extend_from_slice(&[ESC, ESCAPED_ZERO]);
@@ -49,8 +49,15 @@ pub fn encode_user_key_into(key: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&[ESC, TERM]);
 }
 
+/// Length of `key` escaped: zero-heavy keys (etcdctl's `check perf` writes 256-byte keys that
+/// are mostly zeros) nearly double, so buffers are sized exactly rather than grown.
+fn escaped_len(key: &[u8]) -> usize {
+    key.len() + key.iter().filter(|&&b| b == ESC).count() + 2
+}
+
 pub fn encode_user_key(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 2 + Revision::ENCODED_LEN);
+    // Room for a revision too: the escaped key is usually extended into a `Cf::Kv` key.
+    let mut out = Vec::with_capacity(escaped_len(key) + Revision::ENCODED_LEN);
     encode_user_key_into(key, &mut out);
     out
 }
@@ -152,6 +159,44 @@ pub fn decode_value(user_key: &[u8], value: &[u8]) -> Result<Option<KeyValue>> {
             })?;
             kv.key = user_key.to_vec();
             Ok(Some(kv))
+        }
+        _ => Err(MvccError::Corrupt(format!(
+            "bad kv value tag for {user_key:02x?}"
+        ))),
+    }
+}
+
+/// The fields of a stored put other than its value (`mvccpb::KeyValue`'s numbers): decoding
+/// into it skips the value's bytes instead of copying them.
+#[derive(Clone, PartialEq, Message)]
+struct StoredMeta {
+    #[prost(int64, tag = "2")]
+    create_revision: i64,
+    #[prost(int64, tag = "3")]
+    mod_revision: i64,
+    #[prost(int64, tag = "4")]
+    version: i64,
+    #[prost(int64, tag = "6")]
+    lease: i64,
+}
+
+/// [`decode_value`] without the value: the key-value comes back with an empty `value`, and
+/// a large stored value is never copied (for deletes and `keys_only` reads).
+pub fn decode_value_meta(user_key: &[u8], value: &[u8]) -> Result<Option<KeyValue>> {
+    match value.split_first() {
+        Some((&TAG_TOMBSTONE, _)) => Ok(None),
+        Some((&TAG_PUT, body)) => {
+            let meta = StoredMeta::decode(body).map_err(|e| {
+                MvccError::Corrupt(format!("undecodable key-value for {user_key:02x?}: {e}"))
+            })?;
+            Ok(Some(KeyValue {
+                key: user_key.to_vec(),
+                create_revision: meta.create_revision,
+                mod_revision: meta.mod_revision,
+                version: meta.version,
+                value: Vec::new(),
+                lease: meta.lease,
+            }))
         }
         _ => Err(MvccError::Corrupt(format!(
             "bad kv value tag for {user_key:02x?}"

@@ -19,8 +19,8 @@ use setpoint_proto::mvccpb::KeyValue;
 
 use super::error::Result;
 use super::key_codec::{
-    decode_user_key, decode_value, encode_user_key, escaped_key_end, is_tombstone, kv_seek_key,
-    split_kv_key,
+    decode_user_key, decode_value, decode_value_meta, encode_user_key, escaped_key_end,
+    is_tombstone, kv_seek_key, split_kv_key,
 };
 use crate::storage::{Cf, Cursor, ReadView};
 
@@ -147,23 +147,36 @@ impl<'a> LiveKeys<'a> {
         &self.enc
     }
 
-    /// Decodes the current key's live version.
-    pub(crate) fn key_value(&self) -> Result<KeyValue> {
+    /// Decodes the current key's live version (its value left empty unless `Fetch::Full`).
+    pub(crate) fn key_value(&self, fetch: Fetch) -> Result<KeyValue> {
         let key = decode_user_key(&self.enc)?;
-        let kv = decode_value(&key, self.cursor.value())?;
+        let kv = match fetch {
+            Fetch::Full => decode_value(&key, self.cursor.value())?,
+            Fetch::Count | Fetch::NoValues => decode_value_meta(&key, self.cursor.value())?,
+        };
         kv.ok_or_else(|| super::error::MvccError::Corrupt("live version is a tombstone".into()))
     }
 }
 
+/// How much of each live key-value [`collect`] decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fetch {
+    /// None: only the count.
+    Count,
+    /// Everything but the value (left empty, never read out of the engine's bytes).
+    NoValues,
+    Full,
+}
+
 /// Live key-values of `range` at `rev` (with `overlay` laid over them), ascending by key:
-/// at most `fetch_limit` decoded ones (none with `count_only`), and the number of all.
+/// at most `fetch_limit` decoded ones as `fetch` says, and the number of all.
 pub(crate) fn collect<V: ReadView + ?Sized>(
     view: &V,
     range: &KeyRange,
     rev: i64,
     overlay: Option<&Overlay>,
     fetch_limit: usize,
-    count_only: bool,
+    fetch: Fetch,
 ) -> Result<(Vec<KeyValue>, i64)> {
     let mut live = LiveKeys::new(view, range, rev)?;
     let mut over = overlay
@@ -181,7 +194,7 @@ pub(crate) fn collect<V: ReadView + ?Sized>(
             (true, None) => false,
             (true, Some((k, _))) => k.as_slice() <= live.escaped_key(),
         };
-        let want = !count_only && kvs.len() < fetch_limit;
+        let want = fetch != Fetch::Count && kvs.len() < fetch_limit;
         if from_overlay {
             let Some((k, v)) = over.next() else { break };
             if on_engine && k.as_slice() == live.escaped_key() {
@@ -191,13 +204,23 @@ pub(crate) fn collect<V: ReadView + ?Sized>(
             if let Some(kv) = v {
                 count += 1;
                 if want {
-                    kvs.push(kv.clone());
+                    kvs.push(match fetch {
+                        Fetch::NoValues => KeyValue {
+                            key: kv.key.clone(),
+                            create_revision: kv.create_revision,
+                            mod_revision: kv.mod_revision,
+                            version: kv.version,
+                            value: Vec::new(),
+                            lease: kv.lease,
+                        },
+                        Fetch::Count | Fetch::Full => kv.clone(),
+                    });
                 }
             }
         } else {
             count += 1;
             if want {
-                kvs.push(live.key_value()?);
+                kvs.push(live.key_value(fetch)?);
             }
             on_engine = live.advance()?;
         }
@@ -242,7 +265,15 @@ pub(crate) fn execute<V: ReadView + ?Sized>(
     } else {
         limit.saturating_add(1)
     };
-    let (mut kvs, count) = collect(view, &range, read_rev, overlay, fetch_limit, req.count_only)?;
+    let fetch = if req.count_only {
+        Fetch::Count
+    } else if req.keys_only && req.sort_target() != SortTarget::Value {
+        // Values are dropped from the answer, and no sort needs them.
+        Fetch::NoValues
+    } else {
+        Fetch::Full
+    };
+    let (mut kvs, count) = collect(view, &range, read_rev, overlay, fetch_limit, fetch)?;
     out.count = count;
 
     if req.max_mod_revision != 0 {

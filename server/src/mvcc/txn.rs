@@ -28,7 +28,7 @@ use super::key_codec::{
     kv_seek_key, rev_value, split_kv_key, tombstone_value, REV_DELETE, REV_PUT,
 };
 use super::kvstore::{KvStore, Shared, META_CURRENT_REVISION};
-use super::range::{self, KeyRange, Overlay, RangeOutput};
+use super::range::{self, Fetch, KeyRange, Overlay, RangeOutput};
 use super::revision::Revision;
 use crate::storage::{Cf, Engine, WriteBatch};
 
@@ -255,6 +255,17 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
     /// `key`; `"\0"`: every key `>= key`) by writing tombstones. Returns the deleted key-values;
     /// deleting nothing changes nothing.
     pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+        self.delete_range_with(key, range_end, true)
+    }
+
+    /// [`WriteTxn::delete_range`], with the deleted key-values' values only if `want_prev`
+    /// (etcd's `prev_kv`): deleting many large values without it never reads them.
+    pub fn delete_range_with(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        want_prev: bool,
+    ) -> Result<Vec<KeyValue>> {
         self.engine_is_latest()?;
         let Some(range) = KeyRange::new(key, range_end) else {
             return Ok(Vec::new());
@@ -266,8 +277,14 @@ impl<'a, E: Engine> WriteTxn<'a, E> {
             self.base,
             overlay,
             usize::MAX,
-            false,
+            if want_prev {
+                Fetch::Full
+            } else {
+                Fetch::NoValues
+            },
         )?;
+        self.batch.reserve(2 * doomed.len());
+        self.changes.reserve(doomed.len());
         for kv in &doomed {
             let rev = self.next_revision();
             let enc = encode_user_key(&kv.key);

@@ -131,7 +131,17 @@ impl WriteBatch {
 
     /// Moves all of `other`'s operations to the end of this batch.
     pub fn append(&mut self, other: &mut WriteBatch) {
-        self.ops.append(&mut other.ops);
+        if self.ops.is_empty() {
+            // Nothing to keep in front: take `other`'s operations without copying them.
+            std::mem::swap(&mut self.ops, &mut other.ops);
+        } else {
+            self.ops.append(&mut other.ops);
+        }
+    }
+
+    /// Makes room for `additional` more operations.
+    pub fn reserve(&mut self, additional: usize) {
+        self.ops.reserve(additional);
     }
 
     pub fn ops(&self) -> &[WriteOp] {

@@ -41,6 +41,10 @@ const RECYCLED_WAL_FILES: usize = 8;
 /// survives is always a prefix of the writes.
 const MANUAL_WAL_FLUSH: bool = true;
 
+/// Bytes a RocksDB write batch spends on one operation besides its key and value (a type
+/// byte, the column family and two lengths as varints); the batch header rounds it up.
+const BATCH_RECORD_OVERHEAD: usize = 16;
+
 /// Table files a checkpoint opened for reading keeps open (the live store keeps them all).
 const CHECKPOINT_OPEN_FILES: i32 = 16;
 
@@ -182,13 +186,27 @@ impl Engine for RocksEngine {
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
-        let mut wb = rocksdb::WriteBatch::default();
+        // Sized up front: a large batch (a range delete of many keys) would otherwise be
+        // copied over and over as RocksDB's buffer doubles.
+        let mut wb = rocksdb::WriteBatch::with_capacity_bytes(
+            batch.data_size() + BATCH_RECORD_OVERHEAD * (batch.len() + 1),
+        );
+        // Column family handles are looked up by name under a lock: once per family, not per
+        // operation.
+        let mut handles: [Option<&ColumnFamily>; Cf::ALL.len()] = [None; Cf::ALL.len()];
+        let mut cf_handle = |cf: Cf| -> Result<&ColumnFamily> {
+            let slot = &mut handles[cf as usize];
+            match slot {
+                Some(h) => Ok(*h),
+                None => Ok(*slot.insert(handle(&self.db, cf)?)),
+            }
+        };
         for op in batch.into_ops() {
             match op {
-                WriteOp::Put { cf, key, value } => wb.put_cf(handle(&self.db, cf)?, key, value),
-                WriteOp::Delete { cf, key } => wb.delete_cf(handle(&self.db, cf)?, key),
+                WriteOp::Put { cf, key, value } => wb.put_cf(cf_handle(cf)?, key, value),
+                WriteOp::Delete { cf, key } => wb.delete_cf(cf_handle(cf)?, key),
                 WriteOp::DeleteRange { cf, start, end } => {
-                    wb.delete_range_cf(handle(&self.db, cf)?, start, end)
+                    wb.delete_range_cf(cf_handle(cf)?, start, end)
                 }
             }
         }

@@ -370,6 +370,60 @@ fn range_limit_more_count_keys_only_count_only() {
 }
 
 #[test]
+fn keys_only_still_sorts_by_value() {
+    let s = range_fixture();
+    let out = s
+        .range(&RangeRequest {
+            keys_only: true,
+            sort_target: SortTarget::Value as i32,
+            sort_order: SortOrder::Ascend as i32,
+            ..req(b"", b"\0")
+        })
+        .unwrap();
+    // The values descend as the keys ascend, so sorting by them reverses the keys; none of
+    // them is returned.
+    assert_eq!(
+        keys(&out),
+        vec![
+            b"e".to_vec(),
+            b"d\0".to_vec(),
+            b"d".to_vec(),
+            b"c".to_vec(),
+            b"b".to_vec(),
+            b"a".to_vec()
+        ]
+    );
+    assert!(out.kvs.iter().all(|kv| kv.value.is_empty()));
+}
+
+#[test]
+fn delete_without_prev_kv_reports_every_key_but_no_value() {
+    let s = range_fixture();
+    let (rev, gone) = write(&s, |t| {
+        // "f" exists only in the transaction's own changes.
+        t.put(b"f", b"s", 0, false, false).unwrap();
+        t.delete_range_with(b"c", b"\0", false).unwrap()
+    });
+    assert_eq!(rev, 9);
+    assert_eq!(
+        gone,
+        vec![
+            kv(b"c", b"", 4, 5, 2),
+            kv(b"d", b"", 6, 6, 1),
+            kv(b"d\0", b"", 7, 7, 1),
+            kv(b"e", b"", 8, 8, 1),
+            kv(b"f", b"", 9, 9, 1),
+        ]
+    );
+    assert_eq!(
+        keys(&s.range(&req(b"", b"\0")).unwrap()),
+        vec![b"a".to_vec(), b"b".to_vec()]
+    );
+    let (_, gone) = write(&s, |t| t.delete_range_with(b"a", b"", true).unwrap());
+    assert_eq!(gone, vec![kv(b"a", b"z", 2, 2, 1)]);
+}
+
+#[test]
 fn range_sorts_by_every_target_in_both_orders() {
     let s = range_fixture();
     let sorted = |target: SortTarget, order: SortOrder| {
