@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,11 @@ pub const REPLICATED: [Cf; 3] = [Cf::Kv, Cf::Rev, Cf::Meta];
 const CURRENT: &str = "current";
 /// Checkpoint directories are named `ckpt-<n>`; anything else but `current` is debris.
 const CHECKPOINT_PREFIX: &str = "ckpt-";
+
+/// Engine checkpoints tried for one snapshot before building it fails, and the pause
+/// between two.
+const CHECKPOINT_ATTEMPTS: u32 = 3;
+const CHECKPOINT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// (index into [`REPLICATED`], key, value).
 pub type Rows = Vec<(u8, Vec<u8>, Vec<u8>)>;
@@ -259,12 +264,7 @@ impl<E: Engine> SnapshotStore<E> {
         meta_of: impl FnOnce(&E::Checkpoint) -> std::io::Result<SnapshotMeta>,
     ) -> std::io::Result<Snapshot> {
         let _one = self.taking.lock().map_err(|_| io_err("snapshot lock"))?;
-        let name = format!(
-            "{CHECKPOINT_PREFIX}{}",
-            self.seq.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = self.dir.join(&name);
-        engine.checkpoint(&path).map_err(io_err)?;
+        let (name, path) = self.checkpoint(engine)?;
         let checkpoint = Arc::new(Checkpoint::<E>::new(path));
         // A checkpoint may hold writes the engine has not fsynced yet; make them durable, so
         // that after a power loss the store is never behind its snapshot.
@@ -275,6 +275,36 @@ impl<E: Engine> SnapshotStore<E> {
             meta,
             snapshot: SnapshotData::Checkpoint(checkpoint),
         })
+    }
+
+    /// A new checkpoint of `engine` under a fresh name. A failed one is removed and tried
+    /// again, up to [`CHECKPOINT_ATTEMPTS`] in all: openraft stops the member when building
+    /// a snapshot fails, and RocksDB's checkpoint can fail where its copy of a write-ahead
+    /// log races the log's writing or reuse (seen once under Jepsen, just after a restart,
+    /// as "File smaller than expected for copy").
+    fn checkpoint(&self, engine: &E) -> std::io::Result<(String, PathBuf)> {
+        let mut attempt = 1;
+        loop {
+            let name = format!(
+                "{CHECKPOINT_PREFIX}{}",
+                self.seq.fetch_add(1, Ordering::Relaxed)
+            );
+            let path = self.dir.join(&name);
+            match engine.checkpoint(&path) {
+                Ok(()) => return Ok((name, path)),
+                Err(e) if attempt < CHECKPOINT_ATTEMPTS => {
+                    tracing::warn!(attempt, error = %e, "engine checkpoint failed; trying again");
+                    if path.exists() {
+                        if let Err(e) = std::fs::remove_dir_all(&path) {
+                            tracing::warn!(dir = %path.display(), error = %e, "removing a failed checkpoint");
+                        }
+                    }
+                    std::thread::sleep(CHECKPOINT_RETRY_PAUSE);
+                    attempt += 1;
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
     }
 
     /// Makes `checkpoint` current if it is newer than the current one; whichever loses is
@@ -379,6 +409,41 @@ mod tests {
         assert_eq!(
             received.rows().expect("rows"),
             snap.snapshot.rows().expect("rows")
+        );
+    }
+
+    #[test]
+    fn a_failed_checkpoint_is_tried_again_and_only_so_often() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = MemoryEngine::new();
+        put(&engine, b"a");
+        let store = SnapshotStore::<MemoryEngine>::open(dir.path()).expect("open");
+        // The memory engine's checkpoint fails where its directory exists already.
+        let block = |n: u64| {
+            let next = store.seq.load(Ordering::Relaxed);
+            for i in 0..n {
+                std::fs::create_dir(dir.path().join(format!("{CHECKPOINT_PREFIX}{}", next + i)))
+                    .expect("block");
+            }
+        };
+        block(u64::from(CHECKPOINT_ATTEMPTS) - 1);
+        let snap = store
+            .take(&engine, |_| Ok(meta(3)))
+            .expect("take after failures");
+        assert_eq!(
+            snap.snapshot.rows().expect("rows"),
+            vec![(0, b"a".to_vec(), b"v".to_vec())]
+        );
+        assert_eq!(
+            checkpoints(dir.path()),
+            1,
+            "failed attempts leave nothing behind"
+        );
+        block(u64::from(CHECKPOINT_ATTEMPTS));
+        assert!(store.take(&engine, |_| Ok(meta(4))).is_err());
+        assert_eq!(
+            store.current().expect("current").expect("kept").meta,
+            meta(3)
         );
     }
 
