@@ -207,11 +207,8 @@ pub(crate) fn collect<V: ReadView + ?Sized>(
                     kvs.push(match fetch {
                         Fetch::NoValues => KeyValue {
                             key: kv.key.clone(),
-                            create_revision: kv.create_revision,
-                            mod_revision: kv.mod_revision,
-                            version: kv.version,
                             value: Vec::new(),
-                            lease: kv.lease,
+                            ..*kv
                         },
                         Fetch::Count | Fetch::Full => kv.clone(),
                     });

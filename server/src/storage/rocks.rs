@@ -191,22 +191,12 @@ impl Engine for RocksEngine {
         let mut wb = rocksdb::WriteBatch::with_capacity_bytes(
             batch.data_size() + BATCH_RECORD_OVERHEAD * (batch.len() + 1),
         );
-        // Column family handles are looked up by name under a lock: once per family, not per
-        // operation.
-        let mut handles: [Option<&ColumnFamily>; Cf::ALL.len()] = [None; Cf::ALL.len()];
-        let mut cf_handle = |cf: Cf| -> Result<&ColumnFamily> {
-            let slot = &mut handles[cf as usize];
-            match slot {
-                Some(h) => Ok(*h),
-                None => Ok(*slot.insert(handle(&self.db, cf)?)),
-            }
-        };
         for op in batch.into_ops() {
             match op {
-                WriteOp::Put { cf, key, value } => wb.put_cf(cf_handle(cf)?, key, value),
-                WriteOp::Delete { cf, key } => wb.delete_cf(cf_handle(cf)?, key),
+                WriteOp::Put { cf, key, value } => wb.put_cf(handle(&self.db, cf)?, key, value),
+                WriteOp::Delete { cf, key } => wb.delete_cf(handle(&self.db, cf)?, key),
                 WriteOp::DeleteRange { cf, start, end } => {
-                    wb.delete_range_cf(cf_handle(cf)?, start, end)
+                    wb.delete_range_cf(handle(&self.db, cf)?, start, end)
                 }
             }
         }
