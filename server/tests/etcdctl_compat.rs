@@ -69,6 +69,17 @@ fn session() -> Vec<Step> {
             "--order=ASCEND",
             "--print-value-only",
         ]),
+        // Sorted by values it does not return.
+        step(&[
+            "get",
+            "foo",
+            "--prefix",
+            "--keys-only",
+            "--sort-by=VALUE",
+            "--order=DESCEND",
+            "-w",
+            "json",
+        ]),
         step(&["get", "foo1", "--from-key"]),
         step(&["get", "", "--prefix", "--keys-only"]),
         step(&["get", "foo", "--rev=2"]),
