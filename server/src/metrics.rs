@@ -1,13 +1,13 @@
-//! Prometheus metrics: the registry, the collectors other modules update, and the HTTP
-//! endpoint (`GET /metrics`, etcd's `--listen-metrics-urls`) that serves them in the text
-//! format.
+//! Prometheus metrics: the registry, the collectors other modules update, and their text
+//! exposition (served as `GET /metrics` by `api::http`). The process's own (resident memory,
+//! CPU time, open files — what `etcdctl check datascale` reads) are collected on each render.
 //!
 //! Names follow etcd's where etcd has the same measurement (so existing dashboards work);
 //! Setpoint-only ones start with `setpoint_`. This module only defines and serves metrics;
 //! the code that knows the numbers updates them.
 
+use prometheus::process_collector::ProcessCollector;
 use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
-use tokio::net::TcpListener;
 
 /// Watch service collectors (see `api::watch`).
 #[derive(Clone)]
@@ -39,12 +39,20 @@ pub struct ForwardMetrics {
     pub messages: IntCounter,
 }
 
+/// Health checks answered (see `api::http`).
+#[derive(Clone)]
+pub struct HealthMetrics {
+    pub success: IntCounter,
+    pub failures: IntCounter,
+}
+
 /// Every collector, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     pub watch: WatchMetrics,
     pub forward: ForwardMetrics,
+    pub health: HealthMetrics,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> anyhow::Result<IntGauge> {
@@ -111,10 +119,24 @@ impl Metrics {
                 "Messages the forwarded writes were sent to the leader in.",
             )?,
         };
+        let health = HealthMetrics {
+            success: counter(
+                &r,
+                "etcd_server_health_success",
+                "The total number of successful health checks",
+            )?,
+            failures: counter(
+                &r,
+                "etcd_server_health_failures",
+                "The total number of failed health checks",
+            )?,
+        };
+        r.register(Box::new(ProcessCollector::for_self()))?;
         Ok(Metrics {
             registry: r,
             watch,
             forward,
+            health,
         })
     }
 
@@ -127,22 +149,4 @@ impl Metrics {
         }
         String::from_utf8_lossy(&buf).into_owned()
     }
-}
-
-/// Serves `GET /metrics` on `listener` until `stop` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Metrics,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = metrics.clone();
-            async move { m.render() }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
 }

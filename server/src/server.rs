@@ -19,12 +19,12 @@ use setpoint_proto::setpointpb::peer_server::PeerServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use crate::api::authority;
 use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::{WatchService, WatchSettings};
 use crate::api::Ctx;
+use crate::api::{client_port, http};
 use crate::apply::{Applier, Compactor};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -201,7 +201,7 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    let mut metrics_tasks = Vec::new();
+    let mut http_tasks = Vec::new();
     for l in peer_listeners {
         let svc = PeerServer::new(PeerService::new(node.clone()))
             .max_decoding_message_size(MAX_PEER_MESSAGE)
@@ -219,6 +219,8 @@ pub async fn run(
     }
     let max_recv = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     for l in client_listeners {
+        // gRPC and plain HTTP/1.1 share the port, as on etcd's (see api::client_port).
+        let port = client_port::split(l).context("client port")?;
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(
             tonic::transport::Server::builder()
@@ -240,22 +242,16 @@ pub async fn run(
                 )
                 // Client connections go through AuthorityFix: etcd clients that send a
                 // malformed :authority (etcdctl --cluster, clientv3 3.5.0) must work.
-                .serve_with_incoming_shutdown(authority::incoming(l), async move {
+                .serve_with_incoming_shutdown(port.grpc, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 }),
         ));
+        let router = http::client_router(ctx.clone(), metrics.clone());
+        http_tasks.push(serve_http(port.http, router, stop_rx.clone(), "client"));
     }
     for l in metrics_listeners {
-        let mut stop = stop_rx.clone();
-        let stop = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let metrics = metrics.clone();
-        metrics_tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(l, metrics, stop).await {
-                tracing::warn!(error = %e, "metrics endpoint stopped");
-            }
-        }));
+        let router = http::metrics_router(ctx.clone(), metrics.clone());
+        http_tasks.push(serve_http(l, router, stop_rx.clone(), "metrics"));
     }
     tokio::spawn(publish(
         ctx.clone(),
@@ -270,10 +266,33 @@ pub async fn run(
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
-    for t in metrics_tasks {
+    for t in http_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     Ok(())
+}
+
+/// Serves `router` over HTTP/1.1 on `listener` until `stop` turns true.
+fn serve_http<L: axum::serve::Listener>(
+    listener: L,
+    router: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()>
+where
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::warn!(error = %e, endpoint = what, "HTTP endpoint stopped");
+        }
+    })
 }
 
 /// The peer port's connections, each with `TCP_NODELAY`. The server builder's `tcp_nodelay`

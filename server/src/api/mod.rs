@@ -4,9 +4,13 @@
 //! for their applied result, serves reads from the local MVCC store after a read-index point
 //! (or at once when serializable), and fills etcd's response header. Services not built yet
 //! are simply not registered: tonic answers UNIMPLEMENTED for them, as a client expects.
+//! The client port also answers etcd's plain-HTTP `/health`, `/version` and `/metrics`
+//! (`http`), the two protocols told apart per connection (`client_port`).
 
 pub mod authority;
+pub mod client_port;
 pub mod cluster;
+pub mod http;
 pub mod kv;
 pub mod maintenance;
 pub mod validate;

@@ -40,7 +40,7 @@ use tonic::codegen::http::uri::Authority;
 use tonic::transport::server::Connected;
 
 /// The 24 bytes an HTTP/2 client sends first.
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADER_LEN: usize = 9;
 const TYPE_HEADERS: u8 = 0x1;
 const TYPE_CONTINUATION: u8 = 0x9;
@@ -130,32 +130,38 @@ impl<S: Connected> Connected for AuthorityFix<S> {
     }
 }
 
-/// Accepts connections from `listener` forever, with TCP_NODELAY set, each wrapped in
-/// [`AuthorityFix`]: pass it to `serve_with_incoming_shutdown`. Failed accepts are not
-/// yielded (tonic would stop serving on some of them): a connection's own failure is skipped,
-/// and running out of descriptors or memory is retried after a short pause.
+/// Accepts connections from `listener` forever, each wrapped in [`AuthorityFix`]: pass it to
+/// `serve_with_incoming_shutdown`.
 pub fn incoming(
     listener: TcpListener,
 ) -> impl Stream<Item = io::Result<AuthorityFix<TcpStream>>> + Send + 'static {
     futures::stream::unfold(listener, |listener| async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                    return Some((Ok(AuthorityFix::new(stream)), listener));
+        let stream = accept(&listener).await;
+        Some((Ok(AuthorityFix::new(stream)), listener))
+    })
+}
+
+/// The next connection from `listener`, with TCP_NODELAY set. Failed accepts are not
+/// returned (tonic would stop serving on some of them): a connection's own failure is
+/// skipped, and running out of descriptors or memory is retried after a short pause.
+pub async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
-                Err(e) if per_connection(&e) => {
-                    tracing::debug!(error = %e, "accept failed for one connection");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying in 100ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                return stream;
+            }
+            Err(e) if per_connection(&e) => {
+                tracing::debug!(error = %e, "accept failed for one connection");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed; retrying in 100ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-    })
+    }
 }
 
 fn per_connection(e: &io::Error) -> bool {
