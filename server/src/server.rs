@@ -24,7 +24,7 @@ use crate::api::kv::KvService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::{WatchService, WatchSettings};
 use crate::api::Ctx;
-use crate::api::{client_port, http};
+use crate::api::{client_port, grpc_health, http};
 use crate::apply::{Applier, Compactor};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -240,6 +240,7 @@ pub async fn run(
                     WatchServer::new(WatchService::new(ctx.clone()))
                         .max_decoding_message_size(max_recv),
                 )
+                .add_service(grpc_health::service())
                 // Client connections go through AuthorityFix: etcd clients that send a
                 // malformed :authority (etcdctl --cluster, clientv3 3.5.0) must work.
                 .serve_with_incoming_shutdown(port.grpc, async move {

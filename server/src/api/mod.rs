@@ -5,11 +5,13 @@
 //! (or at once when serializable), and fills etcd's response header. Services not built yet
 //! are simply not registered: tonic answers UNIMPLEMENTED for them, as a client expects.
 //! The client port also answers etcd's plain-HTTP `/health`, `/version` and `/metrics`
-//! (`http`), the two protocols told apart per connection (`client_port`).
+//! (`http`), the two protocols told apart per connection (`client_port`), and the standard
+//! gRPC health service (`grpc_health`).
 
 pub mod authority;
 pub mod client_port;
 pub mod cluster;
+pub mod grpc_health;
 pub mod http;
 pub mod kv;
 pub mod maintenance;
