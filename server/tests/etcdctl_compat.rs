@@ -111,6 +111,9 @@ fn session() -> Vec<Step> {
         step(&["del", "", "--prefix"]),
         step(&["get", "", "--prefix", "-w", "json"]),
         step(&["member", "list"]),
+        step(&["alarm", "list"]),
+        step(&["alarm", "disarm"]),
+        step(&["alarm", "list", "-w", "json"]),
     ]
 }
 

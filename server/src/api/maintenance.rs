@@ -1,9 +1,17 @@
-//! The Maintenance service: Status (what `etcdctl endpoint status` shows). Alarm, Defragment,
-//! Hash, HashKV, Snapshot and MoveLeader are not built yet and answer UNIMPLEMENTED.
+//! The Maintenance service: Status (what `etcdctl endpoint status` shows) and Alarm.
+//! Defragment, Hash, HashKV, Snapshot and MoveLeader are not built yet and answer
+//! UNIMPLEMENTED.
+//!
+//! Setpoint raises no alarms yet (no space quota, no corruption check), so listing them
+//! answers none and disarming has nothing to disarm — what `etcdctl alarm list` and
+//! `alarm disarm` print for a healthy etcd. As on etcd, where alarm requests go through Raft,
+//! a member that cannot reach its leader answers an error instead. Raising an alarm by hand
+//! (ACTIVATE) is refused as not built: it would have to stop writes, which nothing enforces.
 //!
 //! Status.version reports the etcd API version Setpoint is compatible with, because clients
 //! gate features on it; Setpoint's own version is in `setpoint --version` and the logs.
 
+use setpoint_proto::etcdserverpb::alarm_request::AlarmAction;
 use setpoint_proto::etcdserverpb::maintenance_server::Maintenance;
 use setpoint_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
@@ -34,8 +42,17 @@ type SnapshotStream = std::pin::Pin<
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Err(Status::unimplemented("alarm is not built yet"))
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        if req.get_ref().action == AlarmAction::Activate as i32 {
+            return Err(Status::unimplemented("raising an alarm is not built yet"));
+        }
+        // A listing (or a disarm) reflects the cluster's state as of now, as etcd's does.
+        self.ctx.node.read_index().await?;
+        // etcd sends this response without a header; clients print it as such.
+        Ok(Response::new(AlarmResponse {
+            header: None,
+            alarms: Vec::new(),
+        }))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
