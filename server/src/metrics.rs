@@ -6,6 +6,7 @@
 //! Setpoint-only ones start with `setpoint_`. This module only defines and serves metrics;
 //! the code that knows the numbers updates them.
 
+#[cfg(target_os = "linux")]
 use prometheus::process_collector::ProcessCollector;
 use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
 
@@ -131,6 +132,8 @@ impl Metrics {
                 "The total number of failed health checks",
             )?,
         };
+        // The process's own collectors read /proc: Linux only.
+        #[cfg(target_os = "linux")]
         r.register(Box::new(ProcessCollector::for_self()))?;
         Ok(Metrics {
             registry: r,

@@ -240,7 +240,7 @@ pub async fn run(
                     WatchServer::new(WatchService::new(ctx.clone()))
                         .max_decoding_message_size(max_recv),
                 )
-                .add_service(grpc_health::service())
+                .add_service(grpc_health::service(stop_rx.clone()))
                 // Client connections go through AuthorityFix: etcd clients that send a
                 // malformed :authority (etcdctl --cluster, clientv3 3.5.0) must work.
                 .serve_with_incoming_shutdown(port.grpc, async move {

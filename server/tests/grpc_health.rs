@@ -63,3 +63,54 @@ async fn grpc_health_answers_as_etcd_does() {
     );
     assert!(ours.contains("check \"\": status 1"), "{ours}");
 }
+
+/// A watch open when the member is told to stop (SIGTERM) hears NOT_SERVING and ends, and the
+/// member exits: the watch does not hold up its shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_watch_ends_when_the_server_stops() {
+    let mut cluster = Cluster::start(&setpoint_bin(), 1, &[]);
+    let channel = tonic::transport::Endpoint::from_shared(cluster.members[0].client_url())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut stream = HealthClient::new(channel)
+        .watch(ask(""))
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = stream
+        .message()
+        .await
+        .expect("first status")
+        .expect("a status");
+    assert_eq!(first.status, 1, "SERVING");
+
+    let child = cluster.members[0].child.as_mut().expect("running");
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let last = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a last status within 10 s");
+    assert_eq!(
+        last.expect("no error").map(|m| m.status),
+        Some(2),
+        "NOT_SERVING"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the end within 10 s");
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "member still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

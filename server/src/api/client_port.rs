@@ -5,7 +5,7 @@
 //! taking them: the HTTP/2 preface sends it to the gRPC server (through
 //! [`authority::AuthorityFix`]), anything else to the HTTP/1.1 server, which answers what it
 //! does not understand. Each connection is looked at in a task of its own, so one that sends
-//! nothing holds up no other.
+//! nothing holds up no other; it is closed after a while, or when the server stops.
 //!
 //! Not here: what either server answers; TLS (the client port is plain TCP).
 
@@ -28,6 +28,9 @@ const DECIDING_BYTES: usize = 3;
 /// is looked at again before it is taken for gRPC (whose server then judges it).
 const PEEK_ATTEMPTS: u32 = 200;
 const PEEK_PAUSE: Duration = Duration::from_millis(5);
+/// A connection that sends nothing for this long is closed (clients of either protocol speak
+/// first, at once).
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client port's connections, by protocol.
 pub struct ClientPort {
@@ -74,7 +77,16 @@ pub fn split(listener: TcpListener) -> io::Result<ClientPort> {
             };
             let (grpc_tx, http_tx) = (grpc_tx.clone(), http_tx.clone());
             tokio::spawn(async move {
-                match protocol(&stream).await {
+                let decided = tokio::select! {
+                    p = tokio::time::timeout(FIRST_BYTES_TIMEOUT, protocol(&stream)) => p,
+                    // The server stopped: the connection is dropped.
+                    _ = grpc_tx.closed() => return,
+                };
+                let Ok(decided) = decided else {
+                    tracing::debug!("client connection sent nothing; closed");
+                    return;
+                };
+                match decided {
                     Ok(Protocol::Grpc) => {
                         let _ = grpc_tx.send(Ok(AuthorityFix::new(stream))).await;
                     }

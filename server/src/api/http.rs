@@ -3,15 +3,18 @@
 //! [`super::client_port`]) `GET /health`, `/version` and `/metrics`; on the metrics port
 //! (`--listen-metrics-urls`) `/health` and `/metrics`. Answers are etcd's, status codes and
 //! bodies alike:
-//! - `/health`: `{"health":"true"}` (200) when this member knows a leader and a read
-//!   through it succeeds within a second — linearizable (a read index) unless the query has
-//!   `serializable=true`, then a local read; else `{"health":"false"}` (503). Each check
+//! - `/health`: `{"health":"true"}` (200) when this member knows a leader and a linearizable
+//!   read (a read index) succeeds within a second; with `serializable=true`, when a local read
+//!   succeeds, leader or not — as etcd 3.5 does, so that a liveness probe (kubeadm's asks for
+//!   it) does not restart members during an election or a partition; else
+//!   `{"health":"false"}` (503). The bodies are etcd 3.4's (3.5 adds a `reason`). Each check
 //!   counts in `etcd_server_health_success` or `etcd_server_health_failures`. etcd also fails
 //!   it on an active alarm not named in `exclude=`; Setpoint raises no alarms, so `exclude`
 //!   changes nothing.
 //! - `/version`: the etcd version Setpoint answers as, for the server and the cluster.
-//! - `/metrics`: the Prometheus text exposition ([`crate::metrics`]).
-//! - another method: 405 with `Allow: GET`; another path: 404, both with etcd's plain text.
+//! - `/metrics`: the Prometheus text exposition ([`crate::metrics`]), to any method, as etcd's.
+//! - another method on `/health` or `/version`: 405 with `Allow: GET`; another path: 404, both
+//!   with etcd's plain text.
 //!
 //! Not here: etcd's JSON gateway to the v3 API (`/v3/...`), which Setpoint does not serve,
 //! and the CORS headers etcd adds on its client port.
@@ -77,25 +80,22 @@ async fn health(State(e): State<Endpoints>, req: Request) -> Response {
     }
 }
 
-/// Whether this member knows a leader and can read through it (see the module doc).
+/// Whether this member can serve reads (see the module doc).
 async fn check_health(ctx: &Ctx, serializable: bool) -> bool {
+    if serializable {
+        // One key from the local store: quick, and it needs no leader.
+        let req = RangeRequest {
+            key: HEALTH_KEY.to_vec(),
+            ..Default::default()
+        };
+        return ctx.kv.range(&req).is_ok();
+    }
     if ctx.node.status().leader.is_none() {
         return false;
     }
-    let read = async {
-        if serializable {
-            let req = RangeRequest {
-                key: HEALTH_KEY.to_vec(),
-                ..Default::default()
-            };
-            ctx.kv.range(&req).is_ok()
-        } else {
-            ctx.node.read_index().await.is_ok()
-        }
-    };
-    tokio::time::timeout(HEALTH_READ_TIMEOUT, read)
+    tokio::time::timeout(HEALTH_READ_TIMEOUT, ctx.node.read_index())
         .await
-        .unwrap_or(false)
+        .is_ok_and(|read| read.is_ok())
 }
 
 async fn version(req: Request) -> Response {
@@ -120,10 +120,7 @@ fn cluster_version(server: &str) -> String {
     }
 }
 
-async fn metrics_text(State(e): State<Endpoints>, req: Request) -> Response {
-    if let Some(refused) = only_get(&req) {
-        return refused;
-    }
+async fn metrics_text(State(e): State<Endpoints>) -> Response {
     respond(StatusCode::OK, METRICS_TEXT, e.metrics.render())
 }
 

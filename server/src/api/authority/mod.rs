@@ -13,7 +13,8 @@
 //! one `:authority` per connection — grpc-go per ClientConn — so the rest would not need one
 //! either, and decoding every block cost ~7 % of the server's instructions per request;
 //! a later block with a malformed value then meets h2's own refusal, as without this layer).
-//! [`incoming`] wraps a listener for `tonic::transport::Server::serve_with_incoming_shutdown`.
+//! The client port wraps each gRPC connection in it (`super::client_port`); [`incoming`] does the
+//! same for a whole listener (the tests' servers).
 //!
 //! What it is not: a general HTTP/2 proxy or validator. Other frames, and every protocol rule
 //! other than header-block framing, are left to h2 (which still rejects what it should).
