@@ -114,6 +114,8 @@ fn session() -> Vec<Step> {
         step(&["alarm", "list"]),
         step(&["alarm", "disarm"]),
         step(&["alarm", "list", "-w", "json"]),
+        step(&["defrag"]),
+        step(&["get", "foo", "--rev=3"]),
     ]
 }
 

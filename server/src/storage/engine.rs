@@ -286,6 +286,11 @@ pub trait Engine: ReadView + Send + Sync + 'static {
     /// Persists in-memory state (memtables) to the engine's files and waits for it.
     fn flush(&self) -> Result<()>;
 
+    /// Rewrites the engine's files so that the space held by deleted and overwritten data is
+    /// given back (what etcd's defragment does for its file); blocks until done. Reads and
+    /// writes go on meanwhile.
+    fn defragment(&self) -> Result<()>;
+
     /// Bytes the engine occupies on disk (etcd's Status.dbSize).
     fn size_on_disk(&self) -> u64;
 

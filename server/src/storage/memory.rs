@@ -152,6 +152,11 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    /// Nothing to give back: removed data is gone from memory at once.
+    fn defragment(&self) -> Result<()> {
+        Ok(())
+    }
+
     fn size_on_disk(&self) -> u64 {
         self.current()
             .iter()

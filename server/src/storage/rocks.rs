@@ -230,6 +230,23 @@ impl Engine for RocksEngine {
         Ok(())
     }
 
+    /// A full manual compaction of every column family, the bottommost level included: each
+    /// is flushed first, and deleted or overwritten entries (and their tombstones) are dropped
+    /// from the rewritten tables.
+    fn defragment(&self) -> Result<()> {
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for cf in Cf::ALL {
+            self.db.compact_range_cf_opt(
+                handle(&self.db, cf)?,
+                None::<&[u8]>,
+                None::<&[u8]>,
+                &opts,
+            );
+        }
+        Ok(())
+    }
+
     /// Sum of the files in the data directory (SSTs, write-ahead log, manifests, info logs).
     fn size_on_disk(&self) -> u64 {
         let Ok(entries) = std::fs::read_dir(&self.path) else {
@@ -422,6 +439,44 @@ mod tests {
         assert_eq!(e.get(Cf::Kv, b"k").unwrap(), Some(b"kv".to_vec()));
         assert_eq!(e.get(Cf::Meta, b"k").unwrap(), Some(b"meta".to_vec()));
         assert_eq!(e.get(Cf::Rev, b"k").unwrap(), None);
+    }
+
+    /// Deleted data stays in the tables (with its tombstones) until defragmenting rewrites
+    /// them without it.
+    #[test]
+    fn defragment_gives_back_the_space_of_deleted_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = RocksEngine::open(dir.path()).unwrap();
+        let tables = |e: &RocksEngine| {
+            let cf = handle(&e.db, Cf::Meta).unwrap();
+            e.db.property_int_value_cf(cf, "rocksdb.total-sst-files-size")
+                .unwrap()
+                .unwrap()
+        };
+        let keys: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let mut b = WriteBatch::new();
+        for k in &keys {
+            b.put(Cf::Meta, k.clone(), vec![b'x'; 2048]);
+        }
+        e.write(b, false).unwrap();
+        e.flush().unwrap();
+        let full = tables(&e);
+        assert!(full > 2000 * 2048 / 2, "{full} bytes of tables");
+        let mut b = WriteBatch::new();
+        for k in &keys {
+            b.delete(Cf::Meta, k.clone());
+        }
+        e.write(b, false).unwrap();
+        e.flush().unwrap();
+        assert!(tables(&e) >= full, "deleted data still held");
+
+        e.defragment().unwrap();
+        assert!(
+            tables(&e) < full / 20,
+            "{} of {full} bytes left",
+            tables(&e)
+        );
+        assert_eq!(e.get(Cf::Meta, &keys[0]).unwrap(), None);
     }
 
     #[test]
