@@ -49,6 +49,10 @@ pub enum Error {
     MemberNotFound,
     #[error("etcdserver: not capable")]
     NotCapable,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     /// A request the API layer rejects before it reaches Raft (bad field values).
     #[error("{0}")]
     InvalidArgument(String),
@@ -65,8 +69,10 @@ impl Error {
             | RequestTooLarge | InvalidArgument(_) => Code::InvalidArgument,
             Compacted | FutureRevision => Code::OutOfRange,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            NotLeader => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Timeout | Stopped | NotCapable => Code::Unavailable,
+            NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            NoLeader | LeaderChanged | Timeout | Stopped | NotCapable | LeaderTransferTimeout => {
+                Code::Unavailable
+            }
             Internal(_) => Code::Internal,
         }
     }

@@ -1,7 +1,8 @@
 //! The Maintenance service: Status (what `etcdctl endpoint status` shows), Alarm and
 //! Defragment (a full compaction of this member's storage engine, which gives back the space
 //! of deleted and overwritten data as etcd's rewrite of its file does; this member only, as on
-//! etcd). Hash, HashKV, Snapshot and MoveLeader are not built yet and answer UNIMPLEMENTED.
+//! etcd) and MoveLeader (Raft's leadership transfer, sent to the leader as etcd requires).
+//! Hash, HashKV and Snapshot are not built yet and answer UNIMPLEMENTED.
 //!
 //! Setpoint raises no alarms yet (no space quota, no corruption check), so listing them
 //! answers none and disarming has nothing to disarm — what `etcdctl alarm list` and
@@ -108,8 +109,11 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _: Request<MoveLeaderRequest>,
+        req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("move leader is not built yet"))
+        let target = req.into_inner().target_id;
+        self.ctx.node.transfer_leadership(target).await?;
+        // etcd sends this response without a header.
+        Ok(Response::new(MoveLeaderResponse { header: None }))
     }
 }

@@ -285,6 +285,41 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Hands leadership from this member (which must lead) to the voter `target`, and returns
+    /// once this member sees `target` lead: etcd's MoveLeader. The transfer is Raft's: the
+    /// target is told to start an election at once, which it wins when its log is up to date.
+    pub async fn transfer_leadership(&self, target: NodeId) -> Result<()> {
+        let mut metrics = self.raft.server_metrics();
+        {
+            let m = metrics.borrow_watched();
+            if m.current_leader != Some(self.id) {
+                return Err(Error::NotLeader);
+            }
+            if !m.membership_config.voter_ids().any(|v| v == target) {
+                return Err(Error::BadLeaderTransferee);
+            }
+        }
+        if target == self.id {
+            return Ok(());
+        }
+        self.raft
+            .trigger()
+            .transfer_leader(target)
+            .await
+            .map_err(|_| Error::Stopped)?;
+        let led_by_target = async {
+            loop {
+                if metrics.borrow_watched().current_leader == Some(target) {
+                    return Ok(());
+                }
+                metrics.changed().await.map_err(|_| Error::Stopped)?;
+            }
+        };
+        tokio::time::timeout(self.request_timeout, led_by_target)
+            .await
+            .map_err(|_| Error::LeaderTransferTimeout)?
+    }
+
     /// Resolves once this member no longer takes `leader` for the leader (another member was
     /// elected, or an election is under way); `Stopped` if Raft shut down first.
     ///

@@ -63,6 +63,20 @@ impl Peer for PeerService {
         encode(&resp)
     }
 
+    async fn transfer_leader(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode(req)?;
+        let resp = self
+            .node
+            .raft
+            .handle_transfer_leader(rpc)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        encode(&resp)
+    }
+
     async fn install_snapshot(
         &self,
         req: Request<RaftPayload>,
