@@ -367,6 +367,9 @@ mod tests {
         async fn install_snapshot(&self, _: Request<RaftPayload>) -> Answer<RaftPayload> {
             Err(Status::unimplemented("not a Raft member"))
         }
+        async fn transfer_leader(&self, _: Request<RaftPayload>) -> Answer<RaftPayload> {
+            Err(Status::unimplemented("not a Raft member"))
+        }
         async fn read_index(&self, _: Request<ReadIndexRequest>) -> Answer<ReadIndexResponse> {
             Err(Status::unimplemented("not a Raft member"))
         }
