@@ -36,45 +36,42 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Statu
     Ok(Response::new(RaftPayload { data: data.into() }))
 }
 
+/// Decodes a peer's message, hands it to openraft with `call` and encodes openraft's answer;
+/// openraft's own failure (it stopped) is UNAVAILABLE.
+async fn relay<Q, A, E, F>(
+    req: Request<RaftPayload>,
+    call: impl FnOnce(Q) -> F,
+) -> Result<Response<RaftPayload>, Status>
+where
+    Q: serde::de::DeserializeOwned,
+    A: serde::Serialize,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = std::result::Result<A, E>>,
+{
+    let answer = call(decode(req)?)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    encode(&answer)
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(req)?;
-        let resp = self
-            .node
-            .raft
-            .append_entries(rpc)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        encode(&resp)
+        relay(req, |rpc| self.node.raft.append_entries(rpc)).await
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(req)?;
-        let resp = self
-            .node
-            .raft
-            .vote(rpc)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        encode(&resp)
+        relay(req, |rpc| self.node.raft.vote(rpc)).await
     }
 
     async fn transfer_leader(
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(req)?;
-        let resp = self
-            .node
-            .raft
-            .handle_transfer_leader(rpc)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        encode(&resp)
+        relay(req, |rpc| self.node.raft.handle_transfer_leader(rpc)).await
     }
 
     async fn install_snapshot(
