@@ -5,7 +5,8 @@
 //! taking them: the HTTP/2 preface sends it to the gRPC server (through
 //! [`authority::AuthorityFix`]), anything else to the HTTP/1.1 server, which answers what it
 //! does not understand. Each connection is looked at in a task of its own, so one that sends
-//! nothing holds up no other; it is closed after a while, or when the server stops.
+//! nothing holds up no other; one that sends nothing, or too little to decide, is closed after
+//! a while or when the server stops.
 //!
 //! Not here: what either server answers; TLS (the client port is plain TCP).
 
@@ -24,12 +25,11 @@ const QUEUED_CONNECTIONS: usize = 128;
 /// Bytes that tell the protocols apart: every HTTP/1.1 method differs from `PRI` by its
 /// third byte at the latest.
 const DECIDING_BYTES: usize = 3;
-/// How often, and how far apart, a connection whose first bytes are still too few to decide
-/// is looked at again before it is taken for gRPC (whose server then judges it).
-const PEEK_ATTEMPTS: u32 = 200;
+/// How long to wait before looking again at a connection whose first bytes are too few to
+/// decide.
 const PEEK_PAUSE: Duration = Duration::from_millis(5);
-/// A connection that sends nothing for this long is closed (clients of either protocol speak
-/// first, at once).
+/// A connection whose first bytes do not decide within this long is closed (clients of
+/// either protocol speak first, at once).
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client port's connections, by protocol.
@@ -75,37 +75,40 @@ pub fn split(listener: TcpListener) -> io::Result<ClientPort> {
                 s = authority::accept(&listener) => s,
                 _ = grpc_tx.closed() => return,
             };
-            let (grpc_tx, http_tx) = (grpc_tx.clone(), http_tx.clone());
-            tokio::spawn(async move {
-                let decided = tokio::select! {
-                    p = tokio::time::timeout(FIRST_BYTES_TIMEOUT, protocol(&stream)) => p,
-                    // The server stopped: the connection is dropped.
-                    _ = grpc_tx.closed() => return,
-                };
-                let Ok(decided) = decided else {
-                    tracing::debug!("client connection sent nothing; closed");
-                    return;
-                };
-                match decided {
-                    Ok(Protocol::Grpc) => {
-                        let _ = grpc_tx.send(Ok(AuthorityFix::new(stream))).await;
-                    }
-                    Ok(Protocol::Http1) => match stream.peer_addr() {
-                        Ok(peer) => {
-                            let _ = http_tx.send((stream, peer)).await;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "client connection lost"),
-                    },
-                    Ok(Protocol::Closed) => {}
-                    Err(e) => tracing::debug!(error = %e, "client connection lost"),
-                }
-            });
+            tokio::spawn(hand_over(stream, grpc_tx.clone(), http_tx.clone()));
         }
     });
     Ok(ClientPort {
         grpc: ReceiverStream::new(grpc_rx),
         http: HttpConnections { rx: http_rx, local },
     })
+}
+
+/// Sends `stream` to its protocol's server once its first bytes tell which; drops it if it
+/// closes or does not tell in time, or if the server stops first.
+async fn hand_over(
+    stream: TcpStream,
+    grpc_tx: mpsc::Sender<io::Result<AuthorityFix<TcpStream>>>,
+    http_tx: mpsc::Sender<(TcpStream, SocketAddr)>,
+) {
+    let decided = tokio::select! {
+        p = tokio::time::timeout(FIRST_BYTES_TIMEOUT, protocol(&stream)) => p,
+        _ = grpc_tx.closed() => return,
+    };
+    match decided {
+        Ok(Ok(Protocol::Grpc)) => {
+            let _ = grpc_tx.send(Ok(AuthorityFix::new(stream))).await;
+        }
+        Ok(Ok(Protocol::Http1)) => match stream.peer_addr() {
+            Ok(peer) => {
+                let _ = http_tx.send((stream, peer)).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "client connection lost"),
+        },
+        Ok(Ok(Protocol::Closed)) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "client connection lost"),
+        Err(_) => tracing::debug!("client connection did not say what it speaks; closed"),
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -116,10 +119,10 @@ enum Protocol {
     Closed,
 }
 
-/// Which server `stream` is for, from its first bytes (left unread).
+/// Which server `stream` is for, from its first bytes (left unread); waits until they tell.
 async fn protocol(stream: &TcpStream) -> io::Result<Protocol> {
     let mut buf = [0u8; DECIDING_BYTES];
-    for _ in 0..PEEK_ATTEMPTS {
+    loop {
         // Waits for at least one byte.
         let n = stream.peek(&mut buf).await?;
         if n == 0 {
@@ -130,7 +133,6 @@ async fn protocol(stream: &TcpStream) -> io::Result<Protocol> {
         }
         tokio::time::sleep(PEEK_PAUSE).await;
     }
-    Ok(Protocol::Grpc)
 }
 
 /// The protocol `first` (a connection's first bytes) starts, or `None` while they are too

@@ -151,15 +151,20 @@ pub const fn tombstone_value() -> [u8; 1] {
 /// Decodes a `Cf::Kv` value: `None` for a tombstone, else the key-value with `user_key`
 /// filled in.
 pub fn decode_value(user_key: &[u8], value: &[u8]) -> Result<Option<KeyValue>> {
+    Ok(decode_put::<KeyValue>(user_key, value)?.map(|mut kv| {
+        kv.key = user_key.to_vec();
+        kv
+    }))
+}
+
+/// A `Cf::Kv` value's put decoded as `M` (a message with `KeyValue`'s field numbers), or
+/// `None` for a tombstone.
+fn decode_put<M: Message + Default>(user_key: &[u8], value: &[u8]) -> Result<Option<M>> {
     match value.split_first() {
         Some((&TAG_TOMBSTONE, _)) => Ok(None),
-        Some((&TAG_PUT, body)) => {
-            let mut kv = KeyValue::decode(body).map_err(|e| {
-                MvccError::Corrupt(format!("undecodable key-value for {user_key:02x?}: {e}"))
-            })?;
-            kv.key = user_key.to_vec();
-            Ok(Some(kv))
-        }
+        Some((&TAG_PUT, body)) => M::decode(body).map(Some).map_err(|e| {
+            MvccError::Corrupt(format!("undecodable key-value for {user_key:02x?}: {e}"))
+        }),
         _ => Err(MvccError::Corrupt(format!(
             "bad kv value tag for {user_key:02x?}"
         ))),
@@ -183,25 +188,16 @@ struct StoredMeta {
 /// [`decode_value`] without the value: the key-value comes back with an empty `value`, and
 /// a large stored value is never copied (for deletes and `keys_only` reads).
 pub fn decode_value_meta(user_key: &[u8], value: &[u8]) -> Result<Option<KeyValue>> {
-    match value.split_first() {
-        Some((&TAG_TOMBSTONE, _)) => Ok(None),
-        Some((&TAG_PUT, body)) => {
-            let meta = StoredMeta::decode(body).map_err(|e| {
-                MvccError::Corrupt(format!("undecodable key-value for {user_key:02x?}: {e}"))
-            })?;
-            Ok(Some(KeyValue {
-                key: user_key.to_vec(),
-                create_revision: meta.create_revision,
-                mod_revision: meta.mod_revision,
-                version: meta.version,
-                value: Vec::new(),
-                lease: meta.lease,
-            }))
-        }
-        _ => Err(MvccError::Corrupt(format!(
-            "bad kv value tag for {user_key:02x?}"
-        ))),
-    }
+    Ok(
+        decode_put::<StoredMeta>(user_key, value)?.map(|meta| KeyValue {
+            key: user_key.to_vec(),
+            create_revision: meta.create_revision,
+            mod_revision: meta.mod_revision,
+            version: meta.version,
+            value: Vec::new(),
+            lease: meta.lease,
+        }),
+    )
 }
 
 /// `Cf::Rev` value: the change's kind and its user key.
